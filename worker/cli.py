@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker import emulator
+from worker import emulator, service
 
 Handler = Callable[[argparse.Namespace], int]
 
-_TOOLS = (emulator,)
+_TOOLS = (service, emulator)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,50 @@
+"""One rooted error hierarchy. Each error says what the worker does next:
+
+- ``Rejected``: the message itself is bad; it goes to the DLQ with ``reason``.
+- ``TransientError``: try again later; the message is kept.
+- ``ConfigurationFault``: the worker's own credentials or permissions are wrong; the
+  message is kept and the worker pauses, because a good token must never be blamed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeadLetterReason(StrEnum):
+    MALFORMED_MESSAGE = "MalformedMessage"
+    INVALID_TOKEN = "InvalidToken"
+    EXPIRED_TOKEN = "ExpiredToken"
+    DISABLED_API = "DisabledApi"
+    PRODUCT_NOT_ALLOWED = "ProductNotAllowed"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+
+
+class RegworkerError(Exception):
+    """Root of the worker's errors."""
+
+
+class Rejected(RegworkerError):
+    """The message can never succeed as it is: dead-letter it with this reason."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class MalformedMessage(Rejected):
+    def __init__(self, detail: str) -> None:
+        super().__init__(DeadLetterReason.MALFORMED_MESSAGE, detail)
+
+
+class TransientError(RegworkerError):
+    """Worth retrying: throttling, 5xx, timeouts, connection errors."""
+
+
+class ConfigurationFault(RegworkerError):
+    """The worker's credentials, permissions or endpoints are wrong, not the message."""
+
+
+class PublishError(TransientError):
+    """The event could not be published; the message stays and comes back."""

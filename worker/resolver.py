@@ -1,0 +1,120 @@
+"""Resolve a registration token with ResolveCustomer, retrying transient failures.
+
+Throttling, internal errors, timeouts, connection errors and 5xx are retried in place
+with capped, jittered exponential backoff until the time budget is spent; then the
+``TransientError`` goes to the caller, which hands the message back to the queue.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import structlog
+from botocore.exceptions import ClientError, ParamValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from worker.errors import (
+    DeadLetterReason,
+    MalformedMessage,
+    RegworkerError,
+    Rejected,
+    TransientError,
+)
+from worker.events import ResolvedCustomer
+from worker.faults import classify_aws_error, describe, error_code
+from worker.rate_limit import AdaptiveRateLimiter
+
+if TYPE_CHECKING:
+    from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
+
+log = structlog.get_logger(__name__)
+
+TOKEN_REJECTIONS: Final = {
+    "InvalidTokenException": DeadLetterReason.INVALID_TOKEN,
+    "ExpiredTokenException": DeadLetterReason.EXPIRED_TOKEN,
+    "DisabledApiException": DeadLetterReason.DISABLED_API,
+}
+THROTTLING_CODES: Final = frozenset({"ThrottlingException", "Throttling", "TooManyRequests"})
+
+
+class ResolveThrottled(TransientError):
+    """ResolveCustomer said slow down."""
+
+
+def classify_resolve_error(error: Exception) -> RegworkerError:
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        if code in TOKEN_REJECTIONS:
+            return Rejected(TOKEN_REJECTIONS[code], f"{code}: {describe(error)}")
+        if code in THROTTLING_CODES:
+            return ResolveThrottled(f"{code}: {describe(error)}")
+    if isinstance(error, ParamValidationError):
+        return MalformedMessage(f"ResolveCustomer refused the token: {describe(error)}")
+    classified = classify_aws_error(error)
+    if classified is None:
+        return TransientError(f"{type(error).__name__}: {describe(error)}")
+    return classified
+
+
+class Resolver:
+    def __init__(
+        self,
+        client: MarketplaceMeteringClient,
+        limiter: AdaptiveRateLimiter,
+        *,
+        retry_base: float,
+        retry_max: float,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self.retries = 0
+
+    async def resolve(self, token: str, budget: float) -> ResolvedCustomer:
+        """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
+        once ``budget`` seconds of retrying are spent."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=self._retry_base, max=self._retry_max),
+            stop=stop_before_delay(budget),
+            before_sleep=self._on_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call_once(token)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _call_once(self, token: str) -> ResolvedCustomer:
+        await self._limiter.acquire()
+        try:
+            answer = await self._client.resolve_customer(RegistrationToken=token)
+        except Exception as error:
+            failure = classify_resolve_error(error)
+            if isinstance(failure, ResolveThrottled):
+                self._limiter.on_throttle()
+            raise failure from error
+        self._limiter.on_success()
+        return ResolvedCustomer(
+            product_code=answer["ProductCode"],
+            customer_identifier=answer.get("CustomerIdentifier") or None,
+            customer_aws_account_id=answer.get("CustomerAWSAccountId") or None,
+            license_arn=answer.get("LicenseArn") or None,
+        )
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        log.info(
+            "resolve_retry",
+            attempt=state.attempt_number,
+            wait_seconds=round(state.upcoming_sleep, 3),
+            error=str(error),
+        )

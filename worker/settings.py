@@ -1,0 +1,172 @@
+"""The one settings object, built at the edge (the CLI) and passed in.
+
+Variables use the prefix ``REGWORKER_`` and may also come from a ``.env`` file.
+AWS clients are configured by the standard AWS variables (endpoints, profiles,
+credentials); only the region is read here, because botocore reads
+``AWS_DEFAULT_REGION`` but ECS and Lambda set ``AWS_REGION``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "REGWORKER_"
+
+
+class Sink(StrEnum):
+    EVENTBRIDGE = "eventbridge"
+    SNS = "sns"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    queue_url: str = Field(description="URL of the SQS queue the web tier writes tokens to.")
+    dlq_url: str = Field(description="URL of the dead-letter queue for poison messages.")
+    sink: Sink = Field(Sink.EVENTBRIDGE, description="Where events go: eventbridge or sns.")
+    event_bus_name: str = Field("default", description="EventBridge bus name or ARN.")
+    topic_arn: str = Field("", description="SNS topic ARN (required when sink=sns).")
+    event_source: str = Field(
+        "regworker.marketplace", description="EventBridge Source of published events."
+    )
+    aws_region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("REGWORKER_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region (REGWORKER_AWS_REGION, else AWS_REGION, else AWS_DEFAULT_REGION).",
+    )
+
+    max_in_flight: int = Field(50, ge=1, le=10_000, description="Messages held at once, at most.")
+    receive_concurrency: int = Field(2, ge=1, le=32, description="Parallel long polls.")
+    wait_time_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait.")
+    visibility_timeout_seconds: int = Field(
+        60, ge=10, le=43_200, description="Visibility timeout asked for on receive."
+    )
+    max_receives: int = Field(
+        5, ge=1, le=1000, description="Deliveries before a transient failure is RetriesExhausted."
+    )
+    allowed_product_codes: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="Comma-separated product codes to accept; empty accepts all."
+    )
+
+    resolve_rate_limit: float = Field(
+        10.0, gt=0, le=10_000, description="ResolveCustomer calls per second, at most."
+    )
+    resolve_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Timeout of one ResolveCustomer call."
+    )
+    resolve_budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Time spent retrying in place before requeueing; default 1/3 of visibility.",
+    )
+    retry_base_seconds: float = Field(0.2, gt=0, le=60, description="First in-place retry wait.")
+    retry_max_seconds: float = Field(5.0, gt=0, le=300, description="Longest in-place retry wait.")
+    requeue_base_seconds: int = Field(
+        30, ge=0, le=43_200, description="Visibility after the first exhausted budget; doubles."
+    )
+    requeue_max_seconds: int = Field(
+        900, ge=0, le=43_200, description="Longest requeue visibility."
+    )
+    config_fault_pause_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Pause after a credentials/permissions fault."
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=3600, description="Time in-flight messages get to finish on shutdown."
+    )
+    publish_linger_seconds: float = Field(
+        0.05, ge=0, le=5, description="How long a batch waits to fill before it is sent."
+    )
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: LogFormat = Field(LogFormat.JSON, description="json or console.")
+
+    @field_validator("allowed_product_codes", mode="before")
+    @classmethod
+    def _split_codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(code.strip() for code in value.split(",") if code.strip())
+        return value
+
+    @field_validator("queue_url", "dlq_url")
+    @classmethod
+    def _queue_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an SQS queue URL (http:// or https://)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.sink is Sink.SNS and not self.topic_arn.startswith("arn:"):
+            raise ValueError("REGWORKER_TOPIC_ARN: required (an SNS topic ARN) when sink=sns")
+        if self.sink is Sink.EVENTBRIDGE and not self.event_bus_name:
+            raise ValueError("REGWORKER_EVENT_BUS_NAME: required when sink=eventbridge")
+        if self.queue_url == self.dlq_url:
+            raise ValueError("REGWORKER_DLQ_URL: must differ from REGWORKER_QUEUE_URL")
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError("REGWORKER_RETRY_BASE_SECONDS: must not exceed RETRY_MAX_SECONDS")
+        if self.resolve_budget >= self.visibility_timeout_seconds - self.resolve_timeout_seconds:
+            raise ValueError(
+                "REGWORKER_RESOLVE_BUDGET_SECONDS: must leave room for one more call and the"
+                " publish inside REGWORKER_VISIBILITY_TIMEOUT_SECONDS"
+            )
+        return self
+
+    @property
+    def resolve_budget(self) -> float:
+        """Retrying in place stops here, well inside the visibility timeout, so a message
+        is never worked on while SQS already hands it to another consumer."""
+        if self.resolve_budget_seconds is not None:
+            return self.resolve_budget_seconds
+        return self.visibility_timeout_seconds / 3
+
+    @property
+    def is_fifo(self) -> bool:
+        return self.queue_url.endswith(".fifo")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and .env), naming the bad variable on error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if location:
+            name = ENV_PREFIX + location[0].upper()
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(message)
+    return "; ".join(problems)
