@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker import emulator, service
+from worker import demo, emulator, service
 
 Handler = Callable[[argparse.Namespace], int]
 
-_TOOLS = (service, emulator)
+_TOOLS = (service, demo, emulator)
 
 
 def build_parser() -> argparse.ArgumentParser:
