@@ -109,9 +109,8 @@ def main() -> None:
     our_rate = args.tokens / our_seconds
     print(f"tokens={args.tokens} emulator latency={args.latency_ms} ms")
     print(f"baseline (one at a time, unbatched): {base_seconds:6.1f}s {base_rate:7.1f} tokens/s")
-    print(
-        f"regworker (max_in_flight={args.max_in_flight}):     {our_seconds:6.1f}s {our_rate:7.1f} tokens/s"
-    )
+    label = f"regworker (max_in_flight={args.max_in_flight}):"
+    print(f"{label:<37} {our_seconds:6.1f}s {our_rate:7.1f} tokens/s")
     print(f"ratio regworker/baseline: {our_rate / base_rate:.1f}x")
 
 
