@@ -18,6 +18,7 @@ from aiobotocore.session import get_session
 from worker.settings import Settings, Sink
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
     from types_aiobotocore_events.client import EventBridgeClient
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
     from types_aiobotocore_sns.client import SNSClient
@@ -30,6 +31,7 @@ class AwsClients:
     metering: MarketplaceMeteringClient
     sns: SNSClient | None
     events: EventBridgeClient | None
+    dynamodb: DynamoDBClient | None
 
 
 def pool_size(settings: Settings) -> int:
@@ -79,4 +81,9 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             events = await stack.enter_async_context(
                 session.create_client("events", region_name=region, config=publish_config)
             )
-        yield AwsClients(sqs=sqs, metering=metering, sns=sns, events=events)
+        dynamodb = None
+        if settings.idempotency_table:
+            dynamodb = await stack.enter_async_context(
+                session.create_client("dynamodb", region_name=region, config=publish_config)
+            )
+        yield AwsClients(sqs=sqs, metering=metering, sns=sns, events=events, dynamodb=dynamodb)

@@ -3,18 +3,25 @@
 Receivers ask for only as many messages as there are free slots, so the worker never
 holds more than ``max_in_flight`` messages, and each message starts as soon as it
 arrives: there is no batch-at-a-time stall behind a slow message.
+
+Messages run in lanes. On a standard queue every message is a lane of its own. On a
+FIFO queue the messages of one group in a receive batch form one lane, handled in
+order; the first one that does not settle stops its lane and the rest of that group
+goes back to the queue, so a failure holds back only its own group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 
 from worker.errors import RegworkerError
 from worker.faults import classify_aws_error, describe
 from worker.handler import MessageHandler
+from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
 from worker.settings import Settings
 from worker.sqs import MAX_BATCH, ReceivedMessage, SourceQueue
@@ -49,46 +56,79 @@ class Slots:
         self._freed.set()
 
 
+@dataclass
+class Lane:
+    messages: list[ReceivedMessage]
+    position: int = 0
+
+    @property
+    def current(self) -> ReceivedMessage | None:
+        return self.messages[self.position] if self.position < len(self.messages) else None
+
+    def remaining(self) -> list[ReceivedMessage]:
+        return self.messages[self.position :]
+
+
+def lanes_of(messages: list[ReceivedMessage], fifo: bool) -> list[Lane]:
+    if not fifo:
+        return [Lane([message]) for message in messages]
+    groups: dict[str | None, list[ReceivedMessage]] = {}
+    for message in messages:
+        groups.setdefault(message.group_id, []).append(message)
+    return [Lane(group) for group in groups.values()]
+
+
 class Consumer:
     def __init__(
-        self, settings: Settings, queue: SourceQueue, handler: MessageHandler, pause: Pause
+        self,
+        settings: Settings,
+        queue: SourceQueue,
+        handler: MessageHandler,
+        heartbeat: VisibilityHeartbeat,
+        pause: Pause,
     ) -> None:
         self._settings = settings
         self._queue = queue
         self._handler = handler
+        self._heartbeat = heartbeat
         self._pause = pause
         self._slots = Slots(settings.max_in_flight)
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._lanes: dict[asyncio.Task[None], Lane] = {}
+        self._stopping = asyncio.Event()
         self._empty_polls = 0
 
     @property
     def in_flight(self) -> int:
         """Messages being handled (receivers also hold slots while they poll)."""
-        return len(self._tasks)
+        return sum(len(lane.remaining()) for lane in self._lanes.values())
 
     async def run(self, stop: asyncio.Event, *, until_empty: bool = False) -> None:
         """Consume until ``stop`` is set (or, with ``until_empty``, the queue is drained)."""
         receivers = [
-            asyncio.create_task(self._receive_loop(stop), name=f"receiver-{n}")
+            asyncio.create_task(self._receive_loop(), name=f"receiver-{n}")
             for n in range(self._settings.receive_concurrency)
         ]
         watchers: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="stop")]
         if until_empty:
-            watchers.append(asyncio.create_task(self._stop_when_drained(stop), name="drained"))
+            watchers.append(asyncio.create_task(self._stop_when_drained(), name="drained"))
+        heartbeat = asyncio.create_task(self._heartbeat.run(), name="heartbeat")
         done, _ = await asyncio.wait([*receivers, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        self._stopping.set()
         stop.set()
         for task in [*receivers, *watchers]:
             task.cancel()
         await asyncio.gather(*receivers, *watchers, return_exceptions=True)
         await self._drain()
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
         for task in done:
             if task in receivers and not task.cancelled() and task.exception() is not None:
                 raise ReceiveLoopDied(f"receive loop died: {task.exception()!r}")
 
-    async def _receive_loop(self, stop: asyncio.Event) -> None:
+    async def _receive_loop(self) -> None:
         failures = 0
-        while not stop.is_set():
-            await self._pause.wait(stop)
+        while not self._stopping.is_set():
+            await self._pause.wait(self._stopping)
             wanted = await self._slots.take_up_to(MAX_BATCH)
             try:
                 messages = await self._queue.receive(
@@ -101,62 +141,95 @@ class Consumer:
                 if classify_aws_error(error) is None:
                     raise
                 failures += 1
-                await self._back_off(stop, failures, error)
+                await self._back_off(failures, error)
                 continue
             if failures:
                 log.info("receive_recovered", after_failures=failures)
             failures = 0
             self._slots.give_back(wanted - len(messages))
             self._empty_polls = 0 if messages else self._empty_polls + 1
-            for message in messages:
-                self._start(message)
+            for lane in lanes_of(messages, self._settings.is_fifo):
+                self._start(lane)
 
-    async def _back_off(self, stop: asyncio.Event, failures: int, error: Exception) -> None:
+    async def _back_off(self, failures: int, error: Exception) -> None:
         delay = min(RECEIVE_BACKOFF_MAX, 0.5 * 2 ** min(failures, 10))
         log.warning(
             "receive_failed", error=describe(error), failures=failures, retry_in_seconds=delay
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
-    def _start(self, message: ReceivedMessage) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(
-            self._handler.handle(message), name=f"message-{message.message_id}"
-        )
-        self._tasks.add(task)
+    def _start(self, lane: Lane) -> None:
+        task = asyncio.create_task(self._run_lane(lane), name=f"lane-{lane.messages[0].message_id}")
+        self._lanes[task] = lane
         task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[object]) -> None:
-        self._tasks.discard(task)
-        self._slots.give_back(1)
+    async def _run_lane(self, lane: Lane) -> None:
+        while (message := lane.current) is not None and not self._stopping.is_set():
+            outcome = await self._handler.handle(message)
+            lane.position += 1
+            self._slots.give_back(1)
+            if not outcome.settled and self._settings.is_fifo:
+                break
+        await self._hand_back(lane.remaining())
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        lane = self._lanes.pop(task)
+        left = len(lane.remaining())
+        self._slots.give_back(left)
         if not task.cancelled() and (error := task.exception()) is not None:
             # A bug, not a message fault: the message is not deleted and comes back.
             log.error("handler_crashed", task=task.get_name(), exc_info=error)
 
-    async def _stop_when_drained(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _hand_back(self, messages: list[ReceivedMessage]) -> None:
+        """Visibility 0: another consumer (or this one) takes them at once."""
+        if not messages:
+            return
+        results = await asyncio.gather(
+            *(self._queue.change_visibility(message, 0) for message in messages),
+            return_exceptions=True,
+        )
+        failed = sum(isinstance(result, BaseException) for result in results)
+        log.info("handed_back", messages=len(messages), failed=failed)
+
+    async def _stop_when_drained(self) -> None:
+        while True:
             await asyncio.sleep(0.5)
-            if self._tasks or not self._empty_polls:
+            if self._lanes or not self._empty_polls:
                 continue
             try:
                 depth = await self._queue.approximate_depth()
             except Exception as error:
                 log.warning("queue_depth_failed", error=describe(error))
                 continue
-            if depth == 0 and not self._tasks:
+            if depth == 0 and not self._lanes:
                 log.info("queue_drained")
                 return
 
     async def _drain(self) -> None:
-        """Let in-flight messages finish within the grace period, then cancel the rest
-        (they were not deleted, so they simply come back later)."""
-        if not self._tasks:
+        """Shutdown: messages not yet started go back at once; started ones get the grace
+        period to finish; what is still running then is cancelled (not deleted, so it
+        simply comes back later)."""
+        if not self._lanes:
+            return
+        unstarted = {
+            task: lane
+            for task, lane in self._lanes.items()
+            if (current := lane.current) is not None
+            and current.message_id not in self._handler.started
+        }
+        for task in unstarted:
+            task.cancel()
+        await asyncio.gather(*unstarted, return_exceptions=True)
+        await self._hand_back([m for lane in unstarted.values() for m in lane.remaining()])
+        running = set(self._lanes)
+        if not running:
             return
         grace = self._settings.shutdown_grace_seconds
-        log.info("draining", in_flight=len(self._tasks), grace_seconds=grace)
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
+        log.info("draining", lanes=len(running), grace_seconds=grace)
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
             task.cancel()
-        if pending:
-            log.warning("drain_timeout_cancelled", cancelled=len(pending))
-            await asyncio.wait(pending)
+        if late:
+            log.warning("drain_timeout_cancelled", lanes=len(late))
+            await asyncio.wait(late)

@@ -77,9 +77,12 @@ class Resolver:
         self._retry_max = retry_max
         self.retries = 0
 
-    async def resolve(self, token: str, budget: float) -> ResolvedCustomer:
+    async def resolve(
+        self, token: str, budget: float, *, turn_taken: bool = False
+    ) -> ResolvedCustomer:
         """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
-        once ``budget`` seconds of retrying are spent."""
+        once ``budget`` seconds of retrying are spent. ``turn_taken``: the caller already
+        waited for the rate limiter for the first call."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_random_exponential(multiplier=self._retry_base, max=self._retry_max),
@@ -89,11 +92,13 @@ class Resolver:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._call_once(token)
+                first = attempt.retry_state.attempt_number == 1
+                return await self._call_once(token, wait_turn=not (first and turn_taken))
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _call_once(self, token: str) -> ResolvedCustomer:
-        await self._limiter.acquire()
+    async def _call_once(self, token: str, *, wait_turn: bool) -> ResolvedCustomer:
+        if wait_turn:
+            await self._limiter.acquire()
         try:
             answer = await self._client.resolve_customer(RegistrationToken=token)
         except Exception as error:

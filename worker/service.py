@@ -14,7 +14,9 @@ import structlog
 from worker.clients import AwsClients, open_clients
 from worker.consumer import Consumer, ReceiveLoopDied
 from worker.dead_letter import DeadLetterQueue
-from worker.handler import MessageHandler, Tally
+from worker.handler import Collaborators, MessageHandler, Tally
+from worker.heartbeat import VisibilityHeartbeat
+from worker.idempotency import IdempotencyStore
 from worker.logs import configure_logging
 from worker.pause import Pause
 from worker.publisher import EventBridgePublisher, Publisher, SnsPublisher
@@ -60,31 +62,48 @@ async def run_worker(
     async with open_clients(settings) as clients:
         linger = settings.publish_linger_seconds
         queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
-        dead_letters = DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger)
-        publisher = build_publisher(settings, clients)
-        resolver = Resolver(
-            clients.metering,
-            AdaptiveRateLimiter(settings.resolve_rate_limit),
-            retry_base=settings.retry_base_seconds,
-            retry_max=settings.retry_max_seconds,
+        limiter = AdaptiveRateLimiter(settings.resolve_rate_limit)
+        parts = Collaborators(
+            queue=queue,
+            resolver=Resolver(
+                clients.metering,
+                limiter,
+                retry_base=settings.retry_base_seconds,
+                retry_max=settings.retry_max_seconds,
+            ),
+            limiter=limiter,
+            publisher=build_publisher(settings, clients),
+            dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
+            heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
+            pause=Pause(),
+            idempotency=build_idempotency(settings, clients),
         )
-        pause = Pause()
-        handler = MessageHandler(settings, queue, resolver, publisher, dead_letters, pause)
+        handler = MessageHandler(settings, parts)
+        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.pause)
         log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
         try:
-            await Consumer(settings, queue, handler, pause).run(stop, until_empty=until_empty)
+            await consumer.run(stop, until_empty=until_empty)
         finally:
-            await publisher.close()
-            await dead_letters.close()
+            await parts.publisher.close()
+            await parts.dead_letters.close()
             await queue.close()
-        report = RunReport(handler.tally, resolver.retries, time.monotonic() - started)
+        report = RunReport(handler.tally, parts.resolver.retries, time.monotonic() - started)
         log.info(
             "worker_stopped",
             outcomes=dict(report.tally.outcomes),
             dead_letters=dict(report.tally.dead_letters),
             retries=report.retries,
+            visibility_extensions=parts.heartbeat.extensions,
         )
         return report
+
+
+def build_idempotency(settings: Settings, clients: AwsClients) -> IdempotencyStore | None:
+    if clients.dynamodb is None:
+        return None
+    return IdempotencyStore(
+        clients.dynamodb, settings.idempotency_table, ttl_seconds=settings.idempotency_ttl_seconds
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     config_fault_pause_seconds: float = Field(
         30.0, gt=0, le=3600, description="Pause after a credentials/permissions fault."
     )
+    idempotency_table: str = Field(
+        "", description="DynamoDB table for exactly-once publishing; empty turns it off."
+    )
+    idempotency_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=3600, description="How long a token's record is kept."
+    )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, description="Time in-flight messages get to finish on shutdown."
     )
