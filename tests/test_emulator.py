@@ -246,7 +246,8 @@ def test_decide_counted_prefixes_then_success() -> None:
         ("throttle-x-1", "success", DEFAULT_PRODUCT_CODE, 0.0),
         ("throttle-0-x", "success", DEFAULT_PRODUCT_CODE, 0.0),
         ("error-" + "9" * 40, "success", DEFAULT_PRODUCT_CODE, 0.0),
-        ("\ud800lone-surrogate", "success", DEFAULT_PRODUCT_CODE, 0.0),
+        ("\ud800lone-surrogate", "InvalidTokenException", None, 0.0),
+        ("<script>alert(1)</script>", "InvalidTokenException", None, 0.0),
     ],
 )
 def test_decide_prefix_rules(token: str, label: str, product: str | None, delay: float) -> None:

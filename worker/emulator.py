@@ -75,6 +75,7 @@ _TERMINAL_PREFIXES: Mapping[str, ErrorCode] = {
 # At most 9 digits: a bounded int, and longer runs are just ordinary tokens.
 _COUNTED = re.compile(r"(throttle|error)-(\d{1,9})(?:-|$)")
 _SLOW = re.compile(r"slow-(\d{1,9})(?:-|$)")
+_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9+/=_.-]+")
 _PRODUCT = re.compile(r"product-([^-]+)(?:-|$)")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -227,6 +228,9 @@ def decide(token: str, state: EmulatorState) -> Outcome:
     for prefix, error in _TERMINAL_PREFIXES.items():
         if token.startswith(prefix):
             return error_outcome(error)
+    if not _TOKEN_ALPHABET.fullmatch(token):
+        # Real tokens are base64-like; AWS answers anything else as an invalid token.
+        return error_outcome(ErrorCode.INVALID)
     if counted := _COUNTED.match(token):
         key = _digest(token, b"").hex()
         state.attempts[key] += 1
