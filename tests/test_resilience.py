@@ -1,0 +1,344 @@
+"""The worker under trouble: slow work, shutdowns, duplicates, FIFO groups, outages and
+failing DLQ sends, all against real moto server and emulator processes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aiobotocore.session import get_session
+from mypy_boto3_sqs.client import SQSClient
+from structlog.testing import capture_logs
+
+from tests.conftest import REGION, drain, event_of, make_settings, unique_name
+from tests.tcp_proxy import flaky_proxy
+from worker.consumer import Consumer, ReceiveLoopDied
+from worker.errors import PublishError
+from worker.events import event_id_for
+from worker.heartbeat import VisibilityHeartbeat
+from worker.pause import Pause
+from worker.provision import Resources, create_queues
+from worker.publisher import Event, SnsPublisher
+from worker.sandbox import clean_environ
+from worker.service import run_worker
+from worker.settings import Sink
+from worker.sqs import ReceivedMessage, SourceQueue
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def send_all(sqs: SQSClient, queue_url: str, bodies: Sequence[str], **extra: Any) -> None:
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body, **extra)
+
+
+def stop_after(seconds: float) -> asyncio.Event:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    return stop
+
+
+def events(sqs: SQSClient, resources: Resources) -> list[dict[str, Any]]:
+    return [event_of(m, resources.sink) for m in drain(sqs, resources.tap_queue_url)]
+
+
+def receive_for(sqs: SQSClient, queue_url: str, seconds: float) -> list[Any]:
+    """What another consumer gets from the queue during ``seconds``."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1, VisibilityTimeout=30)
+        seen.extend(answer.get("Messages", []))
+    return seen
+
+
+async def test_heartbeat_keeps_a_slow_message_invisible(
+    sqs: SQSClient, aws_env: dict[str, str]
+) -> None:
+    queue_url, _ = create_queues(sqs, unique_name(), max_receives=3)
+    send_all(sqs, queue_url, ["held"])
+    async with get_session().create_client("sqs", region_name=REGION) as client:
+        queue = SourceQueue(client, queue_url, linger=0.01)
+        [message] = await queue.receive(1, 1, visibility_timeout=2)
+        heartbeat = VisibilityHeartbeat(queue, visibility_timeout=2)
+        heartbeat.hold(message)
+        beating = asyncio.create_task(heartbeat.run())
+        stolen = await asyncio.to_thread(receive_for, sqs, queue_url, 5.0)
+        assert stolen == []  # 2.5 timeouts later nobody else got it
+        assert heartbeat.extensions >= 3
+        heartbeat.release(message)
+        await asyncio.sleep(2.5)
+        [again] = await asyncio.to_thread(receive_for, sqs, queue_url, 1.5)
+        assert again["Body"] == "held"
+        # The old receipt handle is stale now: a beat drops it instead of crashing.
+        beating.cancel()
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=again["ReceiptHandle"])
+        heartbeat.hold(message)
+        await asyncio.sleep(1.2)
+        with capture_logs() as logs:
+            await heartbeat.beat()
+            await heartbeat.beat()  # dropped: not tried again
+        await queue.close()
+    assert [e["event"] for e in logs] == ["visibility_extend_refused"]
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_shutdown_finishes_started_and_hands_back_the_rest(
+    sqs: SQSClient, resources: Resources
+) -> None:
+    tokens = [f"slow-1500-{tag()}" for _ in range(20)]
+    send_all(sqs, resources.queue_url, tokens)
+    settings = make_settings(resources, max_in_flight=20, resolve_rate_limit=4)
+    started = time.monotonic()
+    report = await run_worker(settings, stop=stop_after(1.5))
+    took = time.monotonic() - started
+    published = report.tally.outcomes["published"]
+    assert 1 <= published < len(tokens)
+    assert took < 1.5 + settings.shutdown_grace_seconds + 3
+    # Handed back with visibility 0: readable at once, not after the 10 s timeout.
+    left = drain(sqs, resources.queue_url)
+    assert len(left) == len(tokens) - published
+    assert len(events(sqs, resources)) == published
+    assert drain(sqs, resources.dlq_url) == []
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+def test_sigterm_exits_zero_and_loses_nothing(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    tokens = [f"slow-800-{tag()}" for _ in range(12)]
+    send_all(sqs, resources.queue_url, tokens)
+    env = {
+        **clean_environ(),
+        **aws_env,
+        **resources.settings_env(),
+        "REGWORKER_WAIT_TIME_SECONDS": "1",
+        "REGWORKER_RESOLVE_RATE_LIMIT": "3",
+        "REGWORKER_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3.0)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=20)
+    assert worker.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert "signal" in {r["event"] for r in records}
+    published = len(events(sqs, resources))
+    left = len(drain(sqs, resources.queue_url))
+    assert published + left == len(tokens)
+    assert published >= 1
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_idempotency_table_gives_one_event_per_token(
+    sqs: SQSClient, session: boto3.Session, resources: Resources
+) -> None:
+    table = unique_name("idem")
+    dynamodb = session.client("dynamodb")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    token = f"twice-{tag()}"
+    other = f"once-{tag()}"
+    send_all(
+        sqs,
+        resources.queue_url,
+        [token, token, f"x-amzn-marketplace-token={token}", token, other],
+    )
+    settings = make_settings(resources, idempotency_table=table, requeue_base_seconds=1)
+    reports = await asyncio.gather(
+        run_worker(settings, until_empty=True), run_worker(settings, until_empty=True)
+    )
+    published = events(sqs, resources)
+    assert sorted(e["event_id"] for e in published) == sorted(
+        [event_id_for(token), event_id_for(other)]
+    )
+    duplicates = sum(r.tally.outcomes["duplicate"] for r in reports)
+    assert duplicates == 3
+    item = dynamodb.get_item(TableName=table, Key={"event_id": {"S": event_id_for(token)}})
+    assert item["Item"]["status"]["S"] == "COMPLETE"
+    assert int(item["Item"]["expires_at"]["N"]) > time.time() + 24 * 3600
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_fifo_failure_holds_back_only_its_group(sqs: SQSClient, resources: Resources) -> None:
+    queue_url, dlq_url = create_queues(sqs, unique_name(), max_receives=5, fifo=True)
+    fifo = dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url, max_receives=5)
+    t = tag()
+    group_a = [f"error-12-{t}-a1", f"a2-{t}", f"a3-{t}"]  # a1 needs several deliveries
+    group_b = [f"b1-{t}", f"b2-{t}"]
+    for group, bodies in (("A", group_a), ("B", group_b)):
+        for n, body in enumerate(bodies):
+            sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=body,
+                MessageGroupId=group,
+                MessageDeduplicationId=f"{group}-{n}-{t}",
+            )
+    settings = make_settings(fifo, retry_max_seconds=0.1, resolve_budget_seconds=0.3)
+    report = await run_worker(settings, until_empty=True)
+    assert report.tally.outcomes["requeued"] >= 1
+    order = {
+        e["event_id"]: e["occurred_at"] for e in events(sqs, resources)
+    }  # occurred_at: when each was resolved
+    assert len(order) == 5
+    a = [order[event_id_for(body)] for body in group_a]
+    b = [order[event_id_for(body)] for body in group_b]
+    assert a == sorted(a)  # group A kept its order through a1's failures
+    assert b == sorted(b)
+    assert b[-1] < a[0]  # group B did not wait for group A
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_sqs_outage_is_retried_reported_and_resumed(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = [f"outage-{tag()}" for _ in range(5)]
+    send_all(sqs, resources.queue_url, tokens)
+    async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
+        proxy.cut()
+        asyncio.get_running_loop().call_later(3.0, proxy.restore)
+        with capture_logs() as logs:
+            report = await run_worker(make_settings(resources), until_empty=True)
+    names = [entry["event"] for entry in logs]
+    assert "receive_failed" in names
+    assert "receive_recovered" in names
+    assert proxy.refused > 0
+    assert report.tally.outcomes["published"] == len(tokens)
+    assert sorted(e["event_id"] for e in events(sqs, resources)) == sorted(
+        event_id_for(t) for t in tokens
+    )
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_sink_outage_keeps_messages_until_it_is_back(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = [f"sink-down-{tag()}" for _ in range(5)]
+    send_all(sqs, resources.queue_url, tokens)
+    async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", proxy.url)
+        proxy.cut()
+        # Longer than botocore's own three tries, so the worker's handling shows.
+        asyncio.get_running_loop().call_later(8.0, proxy.restore)
+        with capture_logs() as logs:
+            report = await run_worker(make_settings(resources), until_empty=True)
+    assert "publish_failed" in [entry["event"] for entry in logs]
+    assert report.tally.outcomes["kept"] >= len(tokens)
+    assert report.tally.outcomes["published"] == len(tokens)
+    published = [e["event_id"] for e in events(sqs, resources)]
+    assert sorted(published) == sorted(event_id_for(t) for t in tokens)  # once each
+    assert drain(sqs, resources.dlq_url) == []
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+async def test_failed_dead_letter_send_leaves_the_message_on_the_queue(
+    sqs: SQSClient, resources: Resources
+) -> None:
+    missing_dlq = resources.dlq_url.rsplit("/", 1)[0] + f"/missing-{tag()}"
+    token = f"invalid-{tag()}"
+    send_all(sqs, resources.queue_url, [token])
+    settings = make_settings(resources, dlq_url=missing_dlq)
+    with capture_logs() as logs:
+        report = await run_worker(settings, stop=stop_after(3.0))
+    assert "dead_letter_failed" in [entry["event"] for entry in logs]
+    assert report.tally.outcomes["dead_lettered"] == 0
+    assert drain(sqs, resources.dlq_url) == []
+    assert [m["Body"] for m in drain(sqs, resources.queue_url, expected=1)] == [token]
+
+
+class OversizeOneEntry(SnsPublisher):
+    """Makes SNS refuse one entry of a batch (a message over 256 KiB)."""
+
+    def _entry(self, index: int, event: Event) -> Any:
+        entry = super()._entry(index, event)
+        if event["metadata"].get("refuse"):
+            entry["Message"] = "x" * (256 * 1024 + 1)
+        return entry
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_a_partly_failed_publish_batch_fails_only_its_entry(
+    sqs: SQSClient, resources: Resources
+) -> None:
+    async with get_session().create_client("sns", region_name=REGION) as client:
+        publisher = OversizeOneEntry(client, resources.topic_arn, linger=0.2)
+        batch = [_event(n, refuse=(n == 1)) for n in range(3)]
+        results = await asyncio.gather(
+            *(publisher.publish(event) for event in batch), return_exceptions=True
+        )
+        await publisher.close()
+    assert results[0] is None
+    assert isinstance(results[1], PublishError)
+    assert "InvalidParameter" in str(results[1])
+    assert results[2] is None
+    published = {e["event_id"] for e in events(sqs, resources)}
+    assert published == {batch[0]["event_id"], batch[2]["event_id"]}
+
+
+def _event(n: int, *, refuse: bool) -> Event:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "product_code": "p",
+        "metadata": {"refuse": "yes"} if refuse else {},
+        "n": n,
+    }
+
+
+class BrokenQueue(SourceQueue):
+    """A receive that fails with a bug, not an AWS error."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
+        raise ZeroDivisionError("a bug in the receive path")
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None:
+    settings = make_settings(resources)
+    queue = BrokenQueue()
+    consumer = Consumer(
+        settings,
+        queue,
+        handler=None,  # type: ignore[arg-type]  # never reached
+        heartbeat=VisibilityHeartbeat(queue, 10),
+        pause=Pause(),
+    )
+    with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
+        await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)
+
+
+def test_no_test_leaks_threads() -> None:
+    assert threading.active_count() < 50
+    assert os.environ.get("AWS_ACCESS_KEY_ID") is None
+    assert Sink.SNS.value == "sns"
