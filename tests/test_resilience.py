@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,7 +32,6 @@ from worker.provision import Resources, create_queues
 from worker.publisher import Event, SnsPublisher
 from worker.sandbox import clean_environ
 from worker.service import run_worker
-from worker.settings import Sink
 from worker.sqs import ReceivedMessage, SourceQueue
 
 
@@ -336,9 +333,3 @@ async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None
     )
     with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
         await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)
-
-
-def test_no_test_leaks_threads() -> None:
-    assert threading.active_count() < 50
-    assert os.environ.get("AWS_ACCESS_KEY_ID") is None
-    assert Sink.SNS.value == "sns"

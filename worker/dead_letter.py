@@ -33,8 +33,10 @@ REPLAY_COUNT: Final = "replay_count"
 OWN_ATTRIBUTES: Final = frozenset(
     {REASON, ERROR, SOURCE_MESSAGE_ID, RECEIVE_COUNT, FAILED_AT, TOKEN_SHA256}
 )
+BODY_TRUNCATED: Final = "dlq_body_truncated"
 MAX_ATTRIBUTES: Final = 10  # SQS's limit per message
 MAX_ERROR_LENGTH: Final = 1024
+MAX_MESSAGE_BYTES: Final = 256 * 1024  # body and attributes together
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,11 @@ class DeadLetterQueue:
         await self._batcher.close()
 
     def _entry(self, index: int, letter: DeadLetter) -> SendMessageBatchRequestEntryTypeDef:
+        body, attributes = fit_in_message(letter.message.body, dead_letter_attributes(letter))
         entry: SendMessageBatchRequestEntryTypeDef = {
             "Id": str(index),
-            "MessageBody": letter.message.body,
-            "MessageAttributes": dead_letter_attributes(letter),
+            "MessageBody": body,
+            "MessageAttributes": attributes,
         }
         if self._fifo:
             entry["MessageGroupId"] = letter.message.group_id or "dead-letters"
@@ -104,3 +107,26 @@ class DeadLetterQueue:
             QueueUrl=self.url, Entries=[self._entry(i, letter) for i, letter in enumerate(letters)]
         )
         return entry_outcomes(len(letters), answer.get("Failed", []))
+
+
+def attributes_size(attributes: dict[str, MessageAttributeValueTypeDef]) -> int:
+    return sum(
+        len(name) + len(value.get("DataType", "")) + len(value.get("StringValue", "").encode())
+        for name, value in attributes.items()
+    )
+
+
+def fit_in_message(
+    body: str, attributes: dict[str, MessageAttributeValueTypeDef]
+) -> tuple[str, dict[str, MessageAttributeValueTypeDef]]:
+    """SQS caps body and attributes at 256 KiB together, so a source message near the cap
+    cannot carry the reason as well. The reason wins: first the sender's own attributes
+    go, then the body is cut, with its original length in ``dlq_body_truncated``. Only a
+    body far over any valid request's size (MalformedMessage) can get here."""
+    encoded = body.encode("utf-8")
+    if len(encoded) + attributes_size(attributes) <= MAX_MESSAGE_BYTES:
+        return body, attributes
+    ours = {name: value for name, value in attributes.items() if name in OWN_ATTRIBUTES}
+    ours[BODY_TRUNCATED] = _string(str(len(encoded)))
+    room = MAX_MESSAGE_BYTES - attributes_size(ours) - 64
+    return encoded[:room].decode("utf-8", errors="ignore"), ours
