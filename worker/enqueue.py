@@ -27,12 +27,19 @@ the message (answer 503; nothing was enqueued, so the buyer can simply retry).
 
 On a FIFO queue (URL ending ``.fifo``) each token is its own message group and its
 sha256 is the deduplication id, so SQS drops the same token sent twice within 5 minutes.
+
+From a shell, ``regworker enqueue TOKEN...`` or ``regworker enqueue --file tokens.txt``
+does the same in batches of 10 (see ``register``); ``examples/landing.py`` is a complete
+landing page built on ``AsyncEnqueuer``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,7 +47,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TextIO, cast
 from urllib.parse import parse_qs
 
 import boto3
@@ -60,6 +67,9 @@ if TYPE_CHECKING:
         SendMessageBatchResultTypeDef,
     )
     from types_aiobotocore_sqs.client import SQSClient as AsyncSQSClient
+    from types_aiobotocore_sqs.type_defs import (
+        SendMessageBatchRequestEntryTypeDef as AsyncBatchEntryTypeDef,
+    )
 
 BATCH_SIZE: Final = 10
 MAX_FORM_FIELDS: Final = 50
@@ -203,8 +213,17 @@ class _Pending:
 class _Tally:
     """What enqueue_many has settled so far."""
 
+    progress: Progress | None = None
     sent: list[SentToken] = field(default_factory=list)
     failed: list[FailedToken] = field(default_factory=list)
+    told: int = 0
+
+    def tell_progress(self) -> None:
+        """Pass the number of tokens settled since the last call to ``progress``."""
+        settled = len(self.sent) + len(self.failed)
+        if self.progress is not None and settled > self.told:
+            self.progress(settled - self.told)
+        self.told = settled
 
     def fail(self, item: _Pending, reason: str) -> None:
         self.failed.append(FailedToken(item.index, token_ref(item.token), reason))
@@ -229,7 +248,9 @@ class _Tally:
                 retry.append(item)
         return retry
 
-    def call_failed(self, batch: Sequence[_Pending], error: Exception, last_try: bool) -> list[_Pending]:
+    def call_failed(
+        self, batch: Sequence[_Pending], error: Exception, last_try: bool
+    ) -> list[_Pending]:
         if not last_try:
             return list(batch)
         for item in batch:
@@ -271,7 +292,7 @@ def _entries(batch: Sequence[_Pending], fifo: bool) -> list[SendMessageBatchRequ
     return entries
 
 
-def _fifo_fields(token: str, fifo: bool) -> dict[str, str]:
+def _fifo_fields(token: str, fifo: bool) -> dict[str, Any]:
     if not fifo:
         return {}
     return {"MessageGroupId": token_ref(token), "MessageDeduplicationId": token_sha256(token)}
@@ -281,12 +302,9 @@ def describe(error: Exception) -> str:
     """A short reason for a failed SQS call: the error code, or the botocore message."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
-        return f"{details.get('Code', 'Unknown')}: {details.get('Message', '')}".rstrip(": ")
+        code, message = details.get("Code", "Unknown"), details.get("Message", "")
+        return f"{code}: {message}" if message else code
     return str(error)
-
-
-def _tokens_settled(before: _Tally, sent: int, failed: int) -> int:
-    return len(before.sent) + len(before.failed) - sent - failed
 
 
 # ---------------------------------------------------------------- enqueuers
@@ -354,12 +372,11 @@ class Enqueuer:
     ) -> EnqueueReport:
         """Send tokens in batches of 10. ``progress`` is called with the number of
         tokens settled (sent or failed) after each batch."""
-        tally = _Tally()
+        tally = _Tally(progress)
         for batch in _prepare(tokens, offer_type, tally):
-            settled_before = len(tally.sent) + len(tally.failed)
             self._send_batch(batch, tally)
-            if progress is not None:
-                progress(len(tally.sent) + len(tally.failed) - settled_before)
+            tally.tell_progress()
+        tally.tell_progress()
         return tally.report()
 
     def _send(self, token: str, body: str) -> str:
@@ -471,12 +488,11 @@ class AsyncEnqueuer:
     ) -> EnqueueReport:
         """Send tokens in batches of 10. ``progress`` is called with the number of
         tokens settled (sent or failed) after each batch."""
-        tally = _Tally()
+        tally = _Tally(progress)
         for batch in _prepare(tokens, offer_type, tally):
-            settled_before = len(tally.sent) + len(tally.failed)
             await self._send_batch(batch, tally)
-            if progress is not None:
-                progress(len(tally.sent) + len(tally.failed) - settled_before)
+            tally.tell_progress()
+        tally.tell_progress()
         return tally.report()
 
     async def _send(self, token: str, body: str) -> str:
@@ -492,8 +508,10 @@ class AsyncEnqueuer:
         for attempt in range(len(RETRY_DELAYS) + 1):
             last_try = attempt == len(RETRY_DELAYS)
             try:
+                # The same entries: the two stub packages only type blob attributes apart.
+                entries = cast("list[AsyncBatchEntryTypeDef]", _entries(batch, self.fifo))
                 answer = await self.client.send_message_batch(
-                    QueueUrl=self.queue_url, Entries=_entries(batch, self.fifo)
+                    QueueUrl=self.queue_url, Entries=entries
                 )
             except (ClientError, BotoCoreError) as error:
                 batch = tally.call_failed(batch, error, last_try)
@@ -502,3 +520,189 @@ class AsyncEnqueuer:
             if not batch:
                 return
             await asyncio.sleep(RETRY_DELAYS[attempt])
+
+
+# ---------------------------------------------------------------- command line
+
+PROGRESS_THRESHOLD: Final = 50
+MAX_FAILURES_SHOWN: Final = 20
+
+
+class UsageError(Exception):
+    """Bad arguments or input for ``regworker enqueue`` (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class TokenLine:
+    where: str  # "line 12" or "argument 3": a place a person can find, not the token
+    token: str
+
+
+class ProgressBar:
+    """``[#####.....] 120/500`` on one line of a terminal, redrawn in place."""
+
+    WIDTH: Final = 30
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = max(1, total)
+        self.done = 0
+        self.stream = stream
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        filled = self.WIDTH * min(self.done, self.total) // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "enqueue",
+        help="put registration tokens on the queue",
+        description="Put registration tokens on the queue as the web tier does: each one is"
+        " checked, wrapped in the JSON envelope and sent in batches of 10. Tokens are never"
+        " printed: reports name them by line (or argument) and a 12-hex sha256 prefix.",
+        epilog="The queue URL comes from --queue-url, else REGWORKER_QUEUE_URL; AWS endpoints"
+        " and credentials from the standard AWS variables. Exit codes: 0 all sent, 1 some"
+        " failed, 2 bad usage.",
+    )
+    parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="tokens to enqueue")
+    parser.add_argument(
+        "--file",
+        metavar="FILE",
+        help="read tokens from FILE, one a line ('-' reads stdin); blank lines and lines"
+        " starting with # are skipped",
+    )
+    parser.add_argument("--queue-url", help="the registration queue (REGWORKER_QUEUE_URL)")
+    parser.add_argument("--offer-type", help="offer type for every token, e.g. free-trial")
+    parser.add_argument("--region", help="AWS region (default: the AWS variables)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        queue_url = _queue_url(args.queue_url or os.environ.get("REGWORKER_QUEUE_URL", ""))
+        lines = _token_lines(args.tokens, args.file)
+        _check_offer_type(args.offer_type)
+        enqueuer = Enqueuer(queue_url, region=args.region or _region_from_env())
+    except (UsageError, BotoCoreError) as error:
+        print(f"regworker enqueue: {error}", file=sys.stderr)
+        return 2
+    report = _enqueue_with_progress(enqueuer, lines, args.offer_type)
+    if args.json:
+        print(json.dumps(_report_document(report, lines, queue_url), indent=2))
+    else:
+        _print_failures(report, lines)
+        print(f"sent {len(report.sent)}, failed {len(report.failed)}")
+    return 0 if report.ok else 1
+
+
+def _queue_url(value: str) -> str:
+    if not value:
+        raise UsageError("no queue URL: pass --queue-url or set REGWORKER_QUEUE_URL")
+    if not value.startswith(("http://", "https://")):
+        raise UsageError("the queue URL must start with http:// or https://")
+    return value
+
+
+def _region_from_env() -> str | None:
+    """The worker's own precedence; None lets botocore read AWS_DEFAULT_REGION and config."""
+    return os.environ.get("REGWORKER_AWS_REGION") or os.environ.get("AWS_REGION") or None
+
+
+def _check_offer_type(offer_type: str | None) -> None:
+    if offer_type is None:
+        return
+    try:
+        build_body("probe", offer_type)
+    except InvalidRequest as error:
+        raise UsageError(f"--offer-type: {error}") from None
+
+
+def _token_lines(arguments: Sequence[str], path: str | None) -> list[TokenLine]:
+    if arguments and path:
+        raise UsageError("give tokens as arguments or --file, not both")
+    if path is None:
+        lines = [TokenLine(f"argument {n}", text) for n, text in enumerate(arguments, 1)]
+    else:
+        lines = [TokenLine(f"line {n}", text) for n, text in enumerate(_read_lines(path), 1)]
+    tokens = [
+        TokenLine(line.where, line.token.strip())
+        for line in lines
+        if line.token.strip() and not line.token.lstrip().startswith("#")
+    ]
+    if not tokens:
+        raise UsageError("no tokens given (pass TOKEN... or --file FILE)")
+    return tokens
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        if path == "-":
+            return sys.stdin.read().splitlines()
+        with open(path, encoding="utf-8") as source:
+            return source.read().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+
+
+def _enqueue_with_progress(
+    enqueuer: Enqueuer, lines: Sequence[TokenLine], offer_type: str | None
+) -> EnqueueReport:
+    show = len(lines) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+    bar = ProgressBar(len(lines), sys.stderr) if show else None
+    try:
+        return enqueuer.enqueue_many(
+            (line.token for line in lines),
+            progress=bar.advance if bar else None,
+            offer_type=offer_type,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _print_failures(report: EnqueueReport, lines: Sequence[TokenLine]) -> None:
+    for failure in report.failed[:MAX_FAILURES_SHOWN]:
+        where = lines[failure.index].where
+        print(
+            f"regworker enqueue: {where} (token {failure.token_ref}): {failure.reason}",
+            file=sys.stderr,
+        )
+    hidden = len(report.failed) - MAX_FAILURES_SHOWN
+    if hidden > 0:
+        print(
+            f"regworker enqueue: ... and {hidden} more failures (--json lists all)", file=sys.stderr
+        )
+
+
+def _report_document(
+    report: EnqueueReport, lines: Sequence[TokenLine], queue_url: str
+) -> dict[str, Any]:
+    return {
+        "queue_url": queue_url,
+        "sent": len(report.sent),
+        "failed": len(report.failed),
+        "messages": [
+            {
+                "where": lines[item.index].where,
+                "token_sha256_prefix": item.token_ref,
+                "message_id": item.message_id,
+            }
+            for item in report.sent
+        ],
+        "failures": [
+            {
+                "where": lines[item.index].where,
+                "token_sha256_prefix": item.token_ref,
+                "reason": item.reason,
+            }
+            for item in report.failed
+        ],
+    }
