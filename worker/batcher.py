@@ -55,21 +55,27 @@ class Batcher(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """Queue one item and wait for its own outcome (raises its own error)."""
-        if self._collector is None:
-            self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
         pending: _Pending[Item, Result] = _Pending(item, self._size_of(item))
         await self._queue.put(pending)
+        self._ensure_collector()
         return await pending.future
 
+    def _ensure_collector(self) -> None:
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
+
     async def close(self) -> None:
-        """Send what is queued, wait for the sends in flight, stop the collector."""
-        await self._queue.join()
-        if self._collector is not None:
-            self._collector.cancel()
-            await asyncio.gather(self._collector, return_exceptions=True)
-            self._collector = None
-        if self._sends:
-            await asyncio.gather(*self._sends, return_exceptions=True)
+        """Send what is queued and wait for it, then stop the collector. An item that
+        slips in while the collector stops is still sent."""
+        while True:
+            await self._queue.join()  # every item's send has finished
+            if self._collector is not None:
+                self._collector.cancel()
+                await asyncio.gather(self._collector, return_exceptions=True)
+                self._collector = None
+            if self._queue.empty():
+                return
+            self._ensure_collector()
 
     async def _collect(self) -> None:
         carry: _Pending[Item, Result] | None = None
@@ -105,6 +111,8 @@ class Batcher(Generic[Item, Result]):
     async def _dispatch(self, batch: list[_Pending[Item, Result]]) -> None:
         try:
             outcomes = await self._send([pending.item for pending in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as error:  # the whole call failed: every item shares the error
             log.warning("batch_failed", batcher=self.name, size=len(batch), error=str(error))
             outcomes = [error] * len(batch)

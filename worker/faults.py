@@ -14,6 +14,7 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
     PartialCredentialsError,
 )
 
@@ -63,6 +64,9 @@ def classify_aws_error(error: BaseException) -> TransientError | ConfigurationFa
         if code in CONFIGURATION_CODES or http_status(error) in {401, 403}:
             return ConfigurationFault(f"{code}: {describe(error)}")
         return TransientError(f"{code}: {describe(error)}")
+    if isinstance(error, ParamValidationError):
+        # Our own request is wrong: retrying cannot help and the message is not to blame.
+        return ConfigurationFault(f"invalid request (a bug): {describe(error)}")
     if isinstance(error, NoCredentialsError | PartialCredentialsError | NoRegionError):
         return ConfigurationFault(describe(error))
     if isinstance(error, ConnectionError | HTTPClientError | BotoCoreError):

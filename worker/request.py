@@ -5,7 +5,9 @@ Three shapes are accepted, because the web tier "drops raw tokens":
 - the browser's form body (``x-amzn-marketplace-token=...&x-amzn-marketplace-offer-type=...``);
 - the JSON envelope of ``schemas/registration-request.schema.json``.
 
-Anything else raises ``MalformedMessage`` with a reason a person can act on.
+Anything else raises ``MalformedMessage`` with a reason a person can act on. The reason
+is printable ASCII and never quotes the body's token: it is logged and goes into the
+dead-letter message's attributes.
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ TOKEN_PATTERN: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_TOKEN_LENGTH}}}")
 OFFER_TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FIELD_PATTERN: Final = re.compile(rf"[\x20-\x7e]{{1,{MAX_FIELD_LENGTH}}}")
 METADATA_KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
-# RFC 3339 date-time as the schema's format checker reads it: upper-case T and Z, no leap
-# second, offsets of whole minutes. (fromisoformat alone also takes "2024-01-01 00:00",
-# week dates and second-precision offsets, which the published event could not carry.)
+# RFC 3339 date-time as the schema's format checker reads it: no leap second, offsets of
+# whole minutes. (fromisoformat alone also takes "2024-01-01 00:00", week dates and
+# second-precision offsets, which the published event's date-time could not carry.)
 TIMESTAMP_PATTERN: Final = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
-    r"(?P<zone>Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    r"\d{4}-(?:0[1-9]|1[0-2])-\d{2}[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+    r"(?P<zone>[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
     re.ASCII,
 )
 ENVELOPE_KEYS: Final = frozenset(
@@ -182,7 +184,7 @@ def _parse_timestamp(value: object) -> datetime | None:
     if shape["zone"] is None:
         raise MalformedMessage("received_at must carry a time zone (Z or +hh:mm)")
     try:
-        return datetime.fromisoformat(shape.string)
+        return datetime.fromisoformat(shape.string.upper())  # RFC 3339 allows t and z
     except ValueError:  # right shape, impossible date such as February 30
         raise MalformedMessage(
             f"received_at is not a calendar date: {_shown(shape.string)}"

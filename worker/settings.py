@@ -135,8 +135,9 @@ class Settings(BaseSettings):
             raise ValueError("REGWORKER_RETRY_BASE_SECONDS: must not exceed RETRY_MAX_SECONDS")
         if self.resolve_budget >= self.visibility_timeout_seconds - self.resolve_timeout_seconds:
             raise ValueError(
-                "REGWORKER_RESOLVE_BUDGET_SECONDS: must leave room for one more call and the"
-                " publish inside REGWORKER_VISIBILITY_TIMEOUT_SECONDS"
+                "REGWORKER_RESOLVE_BUDGET_SECONDS (default 1/3 of the visibility timeout) plus"
+                " REGWORKER_RESOLVE_TIMEOUT_SECONDS must fit inside"
+                " REGWORKER_VISIBILITY_TIMEOUT_SECONDS"
             )
         return self
 
