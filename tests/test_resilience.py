@@ -220,7 +220,8 @@ async def test_sqs_outage_is_retried_reported_and_resumed(
     async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
         proxy.cut()
-        asyncio.get_running_loop().call_later(3.0, proxy.restore)
+        # Longer than botocore's own three tries, so the worker's handling shows.
+        asyncio.get_running_loop().call_later(8.0, proxy.restore)
         with capture_logs() as logs:
             report = await run_worker(make_settings(resources), until_empty=True)
     names = [entry["event"] for entry in logs]

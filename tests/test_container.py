@@ -1,0 +1,414 @@
+"""Dockerfile, .dockerignore and docker-compose.yml, checked by reading them: Docker does
+not run here, so every claim the files make is tested against the code they run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+import yaml
+
+from tests.conftest import unique_name
+from worker.cli import build_parser, main
+from worker.provision import ResourceNames
+from worker.settings import Settings, Sink
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALSTACK_IMAGE: Final = "localstack/localstack"
+LOCALSTACK_TAG: Final = "4.14.0"  # the last community release without an account token
+LOCALSTACK_ACCOUNT: Final = "000000000000"
+REGWORKER_SERVICES: Final = {"emulator", "provision", "worker"}
+
+# --- the Dockerfile ------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [arguments for name, arguments in self.instructions if name == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert found, f"stage {self.name} has no {keyword}"
+        return found[-1]
+
+
+def logical_lines(text: str) -> list[str]:
+    """Instructions with their continuation lines joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not pending):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return lines
+
+
+@cache
+def dockerfile() -> list[Stage]:
+    stages: list[Stage] = []
+    for line in logical_lines((ROOT / "Dockerfile").read_text()):
+        keyword, _, arguments = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            base, *rest = arguments.split()
+            name = rest[1] if len(rest) == 2 and rest[0].upper() == "AS" else str(len(stages))
+            stages.append(Stage(name, base))
+        else:
+            assert stages, f"{keyword} before the first FROM"
+            stages[-1].instructions.append((keyword, arguments.strip()))
+    return stages
+
+
+def runtime() -> Stage:
+    return dockerfile()[-1]
+
+
+def exec_form(arguments: str) -> list[str]:
+    """A JSON-array instruction argument (the exec form Docker recommends)."""
+    value = json.loads(arguments)
+    assert isinstance(value, list), arguments
+    assert all(isinstance(item, str) for item in value), arguments
+    return value
+
+
+def healthcheck_command() -> list[str]:
+    options_and_command = runtime().last("HEALTHCHECK")
+    _, _, command = options_and_command.partition("CMD ")
+    return exec_form(command)
+
+
+def test_two_stages_on_slim_python() -> None:
+    stages = dockerfile()
+    assert [stage.name for stage in stages] == ["builder", "runtime"]
+    assert {stage.base for stage in stages} == {"python:3.11-slim"}
+    copies = runtime().all("COPY")
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    assert "PATH=/opt/venv/bin:$PATH" in runtime().last("ENV")
+
+
+def test_runtime_runs_as_a_numeric_non_root_user() -> None:
+    user = runtime().last("USER")
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit(), f"USER {user}: numeric, so Kubernetes' runAsNonRoot can verify it"
+    assert int(uid) != 0
+    assert not gid or (gid.isdigit() and int(gid) != 0)
+    # Nothing after USER switches back to root.
+    after_user = runtime().instructions[
+        max(i for i, (name, _) in enumerate(runtime().instructions) if name == "USER") :
+    ]
+    assert [name for name, _ in after_user].count("USER") == 1
+
+
+def test_entrypoint_is_the_console_script() -> None:
+    assert exec_form(runtime().last("ENTRYPOINT")) == ["regworker"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["regworker"] == "worker.cli:main"
+    assert "PYTHONUNBUFFERED=1" in runtime().last("ENV")
+
+
+def test_default_command_is_a_real_sub_command() -> None:
+    command = exec_form(runtime().last("CMD"))
+    assert command == ["run"]
+    assert build_parser().parse_args(command).command == "run"
+
+
+def test_image_installs_no_dev_dependencies() -> None:
+    for stage in dockerfile():
+        for run in stage.all("RUN"):
+            assert not re.search(r"\[(dev|local)\]|\s-e\s|--editable|requirements", run), run
+    installs = [run for run in dockerfile()[0].all("RUN") if "pip install" in run]
+    assert installs == ["/opt/venv/bin/pip install ."]
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def glob_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex: `*` stays within one path element, a leading
+    `**/` matches any number of directories (Go's filepath.Match, as Docker uses it)."""
+    regex = ""
+    for token in re.findall(r"\*\*/|\*|\?|\[[^\]]*\]|[^*?\[]+", pattern):
+        if token == "**/":
+            regex += "(?:.*/)?"
+        elif token == "*":
+            regex += "[^/]*"
+        elif token == "?":
+            regex += "[^/]"
+        else:
+            regex += token if token.startswith("[") else re.escape(token)
+    return re.compile(regex)
+
+
+def ignored(path: str) -> bool:
+    """Whether .dockerignore keeps this path out of the build context: the path or one of
+    its directories matches a pattern (there are no `!` exceptions)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        glob_pattern(pattern).fullmatch(prefix)
+        for pattern in dockerignore_patterns()
+        for prefix in prefixes
+    )
+
+
+def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
+    assert not any(pattern.startswith("!") for pattern in dockerignore_patterns())
+    for path in [
+        ".git/HEAD",
+        ".venv/bin/python",
+        ".tools/uv/bin/uv",
+        ".mypy_cache/3.11",
+        ".pytest_cache/v",
+        ".ruff_cache/x",
+        "worker/__pycache__/cli.cpython-311.pyc",
+        ".env",
+        "tests/test_container.py",
+        "regworker.egg-info/PKG-INFO",
+    ]:
+        assert ignored(path), path
+    for copy in dockerfile()[0].all("COPY"):
+        *sources, _ = copy.split()
+        for source in sources:
+            assert (ROOT / source).exists(), source
+            assert not ignored(source), f"COPY {source}, but .dockerignore leaves it out"
+    for path in ["worker/cli.py", "worker/emulator.py", "pyproject.toml", "README.md"]:
+        assert not ignored(path), path
+    assert not ignored("worker/sample.env")  # "*.env" is for the top level only
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "state", "healthy"),
+    [
+        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "S", True),
+        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "emulator"], "R", True),
+        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "T", False),
+        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "Z", False),
+        (["/bin/sh", "-c", "sleep 1000"], "S", False),
+        (["/opt/venv/bin/python", "/opt/venv/bin/regworker-not", "run"], "S", False),
+    ],
+)
+def test_healthcheck_tells_regworker_from_other_states(
+    tmp_path: Path, cmdline: list[str], state: str, healthy: bool
+) -> None:
+    """The HEALTHCHECK's own code, run on a fake /proc/1."""
+    program, flag, code = healthcheck_command()
+    assert (program, flag) == ("python", "-c")
+    assert code.count("/proc/1/") == 2
+    (tmp_path / "cmdline").write_bytes(b"\0".join(arg.encode() for arg in cmdline) + b"\0")
+    (tmp_path / "stat").write_text(f"1 (regworker) {state} 0 1 1 0 -1 4194560\n")
+    done = subprocess.run(
+        [sys.executable, "-c", code.replace("/proc/1/", f"{tmp_path}/")], check=False
+    )
+    assert done.returncode == (0 if healthy else 1)
+
+
+def test_healthcheck_has_bounded_timing() -> None:
+    options = runtime().last("HEALTHCHECK").partition("CMD ")[0].split()
+    assert {option.split("=")[0] for option in options} == {
+        "--interval",
+        "--timeout",
+        "--start-period",
+        "--retries",
+    }
+
+
+# --- docker-compose.yml --------------------------------------------------------------------
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def service(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = compose()["services"][name]
+    return found
+
+
+def environment(name: str) -> dict[str, str]:
+    env = service(name).get("environment", {})
+    assert isinstance(env, dict), f"{name}: environment as a mapping, so tests can read it"
+    return {key: str(value) for key, value in env.items()}
+
+
+def command(name: str) -> list[str]:
+    value = service(name)["command"]
+    return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+
+
+def container_ports(name: str) -> set[int]:
+    ports = {
+        int(str(mapping).split(":")[-1].split("/")[0]) for mapping in service(name).get("ports", [])
+    }
+    return ports | {int(str(port)) for port in service(name).get("expose", [])}
+
+
+def listening_ports(name: str) -> set[int]:
+    """Where the service listens: its regworker --port, or what its image serves."""
+    if name in REGWORKER_SERVICES:
+        args = command(name)
+        return {int(args[args.index("--port") + 1])} if "--port" in args else set()
+    return {4566} if service(name)["image"].startswith(LOCALSTACK_IMAGE) else set()
+
+
+def test_services() -> None:
+    assert set(compose()["services"]) == {"localstack", *REGWORKER_SERVICES}
+
+
+def test_localstack_is_pinned() -> None:
+    image, _, tag = service("localstack")["image"].partition(":")
+    assert image == LOCALSTACK_IMAGE
+    assert tag == LOCALSTACK_TAG
+    services = set(environment("localstack")["SERVICES"].split(","))
+    assert {"sqs", "sns", "events", "sts", "dynamodb"} <= services
+    health = " ".join(service("localstack")["healthcheck"]["test"])
+    assert "http://localhost:4566/_localstack/health" in health
+
+
+def test_regworker_services_share_the_image_built_here() -> None:
+    for name in REGWORKER_SERVICES:
+        assert service(name)["build"] == "."
+        assert service(name)["image"] == "regworker:local"
+    assert (ROOT / "Dockerfile").exists()
+
+
+@pytest.mark.parametrize("name", sorted(REGWORKER_SERVICES))
+def test_every_command_is_a_regworker_sub_command(name: str) -> None:
+    args = command(name)
+    parsed = build_parser().parse_args(args)  # SystemExit (a test error) if not
+    assert parsed.command == args[0]
+
+
+def test_ports_agree_with_what_the_services_listen_on() -> None:
+    for name in compose()["services"]:
+        published = container_ports(name)
+        assert published <= listening_ports(name), f"{name} publishes a port nothing serves"
+    assert listening_ports("emulator") == {8642}
+    assert "0.0.0.0" in command("emulator")  # reachable from the other containers
+
+
+@pytest.mark.parametrize("name", ["provision", "worker"])
+def test_endpoint_urls_name_a_service_and_its_port(name: str) -> None:
+    urls = {key: value for key, value in environment(name).items() if value.startswith("http")}
+    assert "AWS_ENDPOINT_URL" in urls
+    for key, url in urls.items():
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        assert host in compose()["services"], f"{key}: {host} is no service"
+        assert parts.port in listening_ports(host), f"{key}: nothing on {parts.port}"
+
+
+def test_worker_has_every_variable_it_needs() -> None:
+    env = environment("worker")
+    required = {
+        "REGWORKER_QUEUE_URL",
+        "REGWORKER_DLQ_URL",
+        "REGWORKER_SINK",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_MARKETPLACE_METERING",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    required.add(
+        "REGWORKER_TOPIC_ARN" if env["REGWORKER_SINK"] == "sns" else "REGWORKER_EVENT_BUS_NAME"
+    )
+    assert required <= set(env)
+    assert urlsplit(env["AWS_ENDPOINT_URL_MARKETPLACE_METERING"]).hostname == "emulator"
+
+
+def test_worker_settings_load_from_the_compose_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in environment("worker").items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.sink is Sink.EVENTBRIDGE
+    assert settings.event_bus_name == "regworker-bus"
+    assert settings.aws_region == "us-east-1"
+
+
+def test_start_order() -> None:
+    assert service("provision")["depends_on"] == {"localstack": {"condition": "service_healthy"}}
+    assert service("worker")["depends_on"] == {
+        "provision": {"condition": "service_completed_successfully"},
+        "emulator": {"condition": "service_healthy"},
+    }
+    for name in ("localstack", "emulator"):
+        assert service(name)["healthcheck"]["test"], f"{name} is waited on as healthy"
+    assert service("provision")["restart"] == "no"
+
+
+def test_provision_writes_into_its_volume() -> None:
+    args = command("provision")
+    output = Path(args[args.index("--output") + 1])
+    mounts = dict(volume.split(":")[::-1] for volume in service("provision")["volumes"])
+    assert str(output.parent) in mounts
+    assert mounts[str(output.parent)] in compose()["volumes"]
+
+
+def test_localstack_queue_urls_are_what_the_worker_is_given() -> None:
+    """With SQS_ENDPOINT_STRATEGY=path LocalStack answers
+    http://<LOCALSTACK_HOST>/queue/<region>/<account>/<name> (checked by hand against
+    LocalStack 4.14.0 with these variables); the worker's URLs must be exactly that."""
+    localstack = environment("localstack")
+    assert localstack["SQS_ENDPOINT_STRATEGY"] == "path"
+    worker = environment("worker")
+    args = command("provision")
+    names = ResourceNames(args[args.index("--name") + 1], fifo="--fifo" in args)
+    base = (
+        f"http://{localstack['LOCALSTACK_HOST']}/queue/{worker['AWS_REGION']}/{LOCALSTACK_ACCOUNT}"
+    )
+    assert worker["REGWORKER_QUEUE_URL"] == f"{base}/{names.queue}"
+    assert worker["REGWORKER_DLQ_URL"] == f"{base}/{names.dlq}"
+
+
+def test_worker_settings_are_what_provision_prints(
+    aws_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The compose provision command, run against moto under a fresh prefix: every
+    setting it prints is in the worker's environment, with the same value once the
+    prefix is put back (URLs compared by queue name: moto's host is not LocalStack's)."""
+    args = command("provision")
+    name = args[args.index("--name") + 1]
+    fresh = unique_name("compose")
+    args[args.index("--name") + 1] = fresh
+    args[args.index("--output") + 1] = str(tmp_path / "regworker.env")
+    assert main(args) == 0
+    printed = dict(
+        line.split("=", 1) for line in (tmp_path / "regworker.env").read_text().splitlines()
+    )
+    worker = environment("worker")
+    assert set(printed) <= set(worker)
+    for key, value in printed.items():
+        expected = value.replace(fresh, name)
+        if key.endswith("_URL"):
+            assert worker[key].rsplit("/", 1)[-1] == expected.rsplit("/", 1)[-1], key
+        else:
+            assert worker[key] == expected, key
+    sqs = boto3.client("sqs")
+    assert sqs.get_queue_url(QueueName=fresh)["QueueUrl"] == printed["REGWORKER_QUEUE_URL"]
+    capsys.readouterr()

@@ -1,0 +1,571 @@
+"""deploy/cloudformation.yaml: well-formed, the same resources as `regworker provision`,
+and IAM policies granting exactly the calls the code makes, on exactly its resources.
+
+The calls are found by reading the source (an AST walk), not by a list kept by hand:
+a new client call in the worker without its action in WorkerPolicy fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import botocore.session
+import pytest
+import yaml
+from botocore import xform_name
+
+from worker.provision import (
+    DEFAULT_EVENT_SOURCE,
+    DEFAULT_MAX_RECEIVES,
+    DEFAULT_NAME,
+    DLQ_RETENTION_SECONDS,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL_ATTRIBUTE,
+    NAME_PATTERN,
+    QUEUE_RETENTION_SECONDS,
+    QUEUE_VISIBILITY_SECONDS,
+    REDRIVE_MARGIN,
+    ResourceNames,
+    Resources,
+    rule_pattern,
+)
+from worker.settings import Sink
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "worker"
+TEMPLATE_PATH = ROOT / "deploy" / "cloudformation.yaml"
+REGION, ACCOUNT = "us-east-1", "123456789012"
+
+# --- reading the template --------------------------------------------------------------
+
+SHORT_TAGS: Final = frozenset(
+    {
+        "Ref",
+        "Condition",
+        "GetAtt",
+        "Sub",
+        "If",
+        "Equals",
+        "Not",
+        "And",
+        "Or",
+        "FindInMap",
+        "Join",
+        "Select",
+        "Split",
+        "Base64",
+        "Cidr",
+        "GetAZs",
+        "ImportValue",
+    }
+)
+PSEUDO_PARAMETERS: Final = frozenset(
+    {
+        "AWS::AccountId",
+        "AWS::NoValue",
+        "AWS::NotificationARNs",
+        "AWS::Partition",
+        "AWS::Region",
+        "AWS::StackId",
+        "AWS::StackName",
+        "AWS::URLSuffix",
+    }
+)
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """A safe loader that reads CloudFormation's short tags as their long form:
+    ``!Ref X`` as ``{"Ref": "X"}``, ``!GetAtt A.B`` as ``{"Fn::GetAtt": ["A", "B"]}``."""
+
+
+def _construct_short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if suffix not in SHORT_TAGS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unknown tag !{suffix}", node.start_mark
+        )
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix in {"Ref", "Condition"}:
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+@cache
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(  # a SafeLoader subclass
+        TEMPLATE_PATH.read_text(), Loader=CloudFormationLoader
+    )
+    return loaded
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        yield from walk(child)
+
+
+# --- evaluating it for one set of parameters ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a resource: !Ref (attribute None) or !GetAtt."""
+
+    target: str
+    attribute: str | None = None
+
+
+class _NoValue:
+    pass
+
+
+NO_VALUE: Final = _NoValue()
+PSEUDO_VALUES: Final = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+
+
+class Stack:
+    """The template as CloudFormation would see it for these parameter values."""
+
+    def __init__(self, **parameters: str) -> None:
+        self.template = template()
+        declared = self.template["Parameters"]
+        unknown = set(parameters) - set(declared)
+        assert not unknown, f"not parameters of the template: {unknown}"
+        self.parameters = {
+            name: str(spec.get("Default", "")) for name, spec in declared.items()
+        } | parameters
+        self.conditions = {
+            name: self.truth(expression) for name, expression in self.template["Conditions"].items()
+        }
+
+    def truth(self, expression: Any) -> bool:
+        ((function, argument),) = expression.items()
+        if function == "Condition":
+            return self.truth(self.template["Conditions"][argument])
+        if function == "Fn::Equals":
+            return bool(self.resolve(argument[0]) == self.resolve(argument[1]))
+        if function == "Fn::Not":
+            return not self.truth(argument[0])
+        if function == "Fn::And":
+            return all(self.truth(part) for part in argument)
+        if function == "Fn::Or":
+            return any(self.truth(part) for part in argument)
+        raise AssertionError(f"not a condition function: {function}")
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [item for item in map(self.resolve, node) if item is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, argument),) = node.items()
+            if key == "Ref" or key.startswith("Fn::"):
+                return self._function(key, argument)
+        resolved = {key: self.resolve(value) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value is not NO_VALUE}
+
+    def _function(self, function: str, argument: Any) -> Any:
+        if function == "Ref":
+            if argument == "AWS::NoValue":
+                return NO_VALUE
+            if argument in PSEUDO_VALUES:
+                return PSEUDO_VALUES[argument]
+            if argument in self.parameters:
+                return self.parameters[argument]
+            return Ref(argument)
+        if function == "Fn::GetAtt":
+            return Ref(argument[0], argument[1])
+        if function == "Fn::If":
+            name, when_true, when_false = argument
+            return self.resolve(when_true if self.conditions[name] else when_false)
+        if function == "Fn::Sub":
+            values = {**PSEUDO_VALUES, **self.parameters}
+            return re.sub(r"\$\{([^!}][^}]*)\}", lambda m: values[m.group(1)], argument)
+        if function == "Fn::FindInMap":
+            table, first, second = (self.resolve(part) for part in argument)
+            return self.template["Mappings"][table][first][second]
+        raise AssertionError(f"the test does not evaluate {function}")
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"Type": spec["Type"], **self.resolve(spec.get("Properties", {}))}
+            for name, spec in self.template["Resources"].items()
+            if self.conditions.get(spec.get("Condition", ""), True)
+        }
+
+    def outputs(self) -> dict[str, tuple[str, Any]]:
+        """Description and value of each output this stack would have."""
+        return {
+            name: (spec["Description"], self.resolve(spec["Value"]))
+            for name, spec in self.template["Outputs"].items()
+            if self.conditions.get(spec.get("Condition", ""), True)
+        }
+
+
+def stack_for(sink: Sink, table: bool = False, fifo: bool = False, **more: str) -> Stack:
+    return Stack(
+        Sink=sink.value,
+        EnableIdempotencyTable=str(table).lower(),
+        Fifo=str(fifo).lower(),
+        **more,
+    )
+
+
+CONFIGURATIONS = [
+    pytest.param(sink, table, id=f"{sink.value}{'-table' if table else ''}")
+    for sink, table in itertools.product(Sink, [False, True])
+]
+
+# --- what the code calls ----------------------------------------------------------------
+
+# Every client operation the code may call, and the IAM action that authorizes it. Batch
+# calls are authorized as their single action. An operation missing here fails the test.
+IAM_ACTIONS: Final = {
+    "receive_message": "sqs:ReceiveMessage",
+    "delete_message": "sqs:DeleteMessage",
+    "delete_message_batch": "sqs:DeleteMessage",
+    "change_message_visibility": "sqs:ChangeMessageVisibility",
+    "change_message_visibility_batch": "sqs:ChangeMessageVisibility",
+    "get_queue_attributes": "sqs:GetQueueAttributes",
+    "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
+    "start_message_move_task": "sqs:StartMessageMoveTask",
+    "list_message_move_tasks": "sqs:ListMessageMoveTasks",
+    "cancel_message_move_task": "sqs:CancelMessageMoveTask",
+    "put_events": "events:PutEvents",
+    "publish": "sns:Publish",
+    "publish_batch": "sns:Publish",
+    "resolve_customer": "aws-marketplace:ResolveCustomer",
+    "get_item": "dynamodb:GetItem",
+    "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem",
+    "delete_item": "dynamodb:DeleteItem",
+}
+SERVICES: Final = ("sqs", "sns", "events", "meteringmarketplace", "dynamodb")
+# What the worker's AWS clients are called in the code: `self._client`, `clients.sqs`, ...
+CLIENT_RECEIVER: Final = re.compile(r"_?(?:\w+_)?(?:client|sqs|sns|events|metering|dynamodb)")
+# The worker's runtime modules named in the design; the import closure of `regworker run`
+# (worker/service.py) is added to them, so a new module is scanned without a change here.
+RUNTIME_MODULES: Final = (
+    "sqs",
+    "dead_letter",
+    "publisher",
+    "resolver",
+    "consumer",
+    "handler",
+    "idempotency",
+)
+
+
+@cache
+def operation_names() -> frozenset[str]:
+    session = botocore.session.get_session()
+    return frozenset(
+        xform_name(operation)
+        for service in SERVICES
+        for operation in session.get_service_model(service).operation_names
+    )
+
+
+def client_calls(source: str) -> set[str]:
+    """Names of AWS operations called on a client-like receiver in this source."""
+    calls = set()
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+        if node.func.attr in operation_names() and CLIENT_RECEIVER.fullmatch(name):
+            calls.add(node.func.attr)
+    return calls
+
+
+def imported_worker_modules(module: str) -> set[str]:
+    tree = ast.parse((WORKER / f"{module}.py").read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "worker":
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("worker."):
+            found.add(str(node.module).split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(
+                alias.name.split(".")[1] for alias in node.names if alias.name.startswith("worker.")
+            )
+    return {name for name in found if (WORKER / f"{name}.py").exists()}
+
+
+def runtime_modules() -> set[str]:
+    pending = ["service", *(name for name in RUNTIME_MODULES if (WORKER / f"{name}.py").exists())]
+    modules: set[str] = set()
+    while pending:
+        module = pending.pop()
+        if module not in modules:
+            modules.add(module)
+            pending.extend(imported_worker_modules(module))
+    return modules
+
+
+def actions_called(modules: set[str]) -> set[str]:
+    calls = set().union(*(client_calls((WORKER / f"{m}.py").read_text()) for m in modules))
+    unmapped = calls - set(IAM_ACTIONS)
+    assert not unmapped, f"add these operations to IAM_ACTIONS (and the policy): {unmapped}"
+    return {IAM_ACTIONS[call] for call in calls}
+
+
+def granted(policy: dict[str, Any]) -> dict[str, set[str]]:
+    """Action -> the resources (logical ids, or "*") it is allowed on."""
+    grants: dict[str, set[str]] = {}
+    for statement in policy["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        actions = statement["Action"]
+        resources = statement["Resource"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            for resource in [resources] if not isinstance(resources, list) else resources:
+                target = resource.target if isinstance(resource, Ref) else resource
+                grants.setdefault(action, set()).add(target)
+    return grants
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_template_has_the_sections_cloudformation_reads() -> None:
+    known = {
+        "AWSTemplateFormatVersion",
+        "Description",
+        "Metadata",
+        "Parameters",
+        "Mappings",
+        "Conditions",
+        "Resources",
+        "Outputs",
+    }
+    assert set(template()) <= known
+    assert template()["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert template()["Resources"]
+    for name, spec in template()["Resources"].items():
+        assert re.fullmatch(r"[A-Za-z0-9]+", name), name
+        assert spec["Type"].startswith("AWS::"), name
+
+
+def test_every_reference_has_a_target() -> None:
+    parameters = set(template()["Parameters"])
+    resources = set(template()["Resources"])
+    conditions = set(template()["Conditions"])
+    mappings = set(template()["Mappings"])
+    for node in walk(template()):
+        if not isinstance(node, dict):
+            continue
+        if "Ref" in node:
+            assert node["Ref"] in parameters | resources | PSEUDO_PARAMETERS, node
+        if "Fn::GetAtt" in node:
+            assert node["Fn::GetAtt"][0] in resources, node
+        if "Fn::Sub" in node:
+            for variable in re.findall(r"\$\{([^!}][^}]*)\}", node["Fn::Sub"]):
+                head = variable.split(".")[0]
+                assert head in parameters | resources | PSEUDO_PARAMETERS, variable
+        if "Fn::If" in node:
+            assert node["Fn::If"][0] in conditions, node
+        if isinstance(node.get("Condition"), str):
+            assert node["Condition"] in conditions, node
+        if "Fn::FindInMap" in node:
+            assert node["Fn::FindInMap"][0] in mappings, node
+
+
+def test_loader_reads_short_tags() -> None:
+    text = "a: !Ref X\nb: !GetAtt Q.Arn\nc: !If [C, !Sub '${X}-y', !Ref AWS::NoValue]\n"
+    assert yaml.load(text, Loader=CloudFormationLoader) == {
+        "a": {"Ref": "X"},
+        "b": {"Fn::GetAtt": ["Q", "Arn"]},
+        "c": {"Fn::If": ["C", {"Fn::Sub": "${X}-y"}, {"Ref": "AWS::NoValue"}]},
+    }
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.load("a: !Bogus X\n", Loader=CloudFormationLoader)
+
+
+def test_cfn_lint_finds_nothing() -> None:
+    pytest.importorskip("cfnlint")
+    lint = "import sys\nfrom cfnlint.runner import main\nsys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", lint, str(TEMPLATE_PATH)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_parameters_agree_with_provision() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["Name"]["AllowedPattern"] == NAME_PATTERN.pattern
+    assert parameters["Name"]["Default"] == DEFAULT_NAME
+    assert parameters["Sink"]["AllowedValues"] == [sink.value for sink in Sink]
+    assert parameters["EventSource"]["Default"] == DEFAULT_EVENT_SOURCE
+    assert parameters["MaxReceives"]["Default"] == str(DEFAULT_MAX_RECEIVES)
+
+
+def test_redrive_count_is_max_receives_plus_the_margin() -> None:
+    allowed = template()["Parameters"]["MaxReceives"]["AllowedValues"]
+    mapping = template()["Mappings"]["RedriveMaxReceiveCount"]
+    assert sorted(mapping, key=int) == allowed
+    for value in allowed:
+        redrive = stack_for(Sink.EVENTBRIDGE, MaxReceives=value).resources()["Queue"]
+        assert redrive["RedrivePolicy"] == {
+            "deadLetterTargetArn": Ref("DeadLetterQueue", "Arn"),
+            "maxReceiveCount": int(value) + REDRIVE_MARGIN,
+        }
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
+def test_queues_match_provision(fifo: bool) -> None:
+    names = ResourceNames("orders", fifo)
+    resources = stack_for(Sink.SNS, fifo=fifo, Name="orders").resources()
+    queue, dlq = resources["Queue"], resources["DeadLetterQueue"]
+    assert (queue["QueueName"], dlq["QueueName"]) == (names.queue, names.dlq)
+    assert queue["VisibilityTimeout"] == QUEUE_VISIBILITY_SECONDS
+    assert queue["MessageRetentionPeriod"] == QUEUE_RETENTION_SECONDS
+    assert dlq["MessageRetentionPeriod"] == DLQ_RETENTION_SECONDS
+    assert dlq["RedriveAllowPolicy"] == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{names.queue}"],
+    }
+    fifo_flags = {"FifoQueue": True} if fifo else {}
+    assert {k: v for k, v in dlq.items() if k == "FifoQueue"} == fifo_flags
+    assert queue.get("ContentBasedDeduplication", False) is fifo
+    assert resources["Topic"]["TopicName"] == names.topic
+    assert resources["Topic"].get("FifoTopic", False) is fifo
+
+
+def test_eventbridge_sink_matches_provision() -> None:
+    names = ResourceNames("orders")
+    resources = stack_for(Sink.EVENTBRIDGE, Name="orders", EventSource="shop.x").resources()
+    assert "Topic" not in resources
+    assert resources["EventBus"]["Name"] == names.bus
+    rule = resources["CustomerRegisteredRule"]
+    assert rule["Name"] == names.rule
+    assert rule["EventBusName"] == Ref("EventBus")
+    assert rule["EventPattern"] == rule_pattern("shop.x")
+
+
+def test_idempotency_table_matches_provision() -> None:
+    assert "IdempotencyTable" not in stack_for(Sink.SNS).resources()
+    table = stack_for(Sink.SNS, table=True, Name="orders").resources()["IdempotencyTable"]
+    assert table["TableName"] == ResourceNames("orders").table
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": IDEMPOTENCY_KEY, "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [
+        {"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"}
+    ]
+    assert table["TimeToLiveSpecification"] == {
+        "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+
+@pytest.mark.parametrize(("sink", "table"), CONFIGURATIONS)
+def test_outputs_are_the_settings_provision_prints(sink: Sink, table: bool) -> None:
+    outputs = stack_for(sink, table).outputs()
+    settings = {
+        description: value
+        for description, value in outputs.values()
+        if description.startswith("REGWORKER_")
+    }
+    provisioned = Resources("q", "d", sink, idempotency_table="t" if table else "")
+    assert list(settings) == list(provisioned.settings_env())
+    assert settings["REGWORKER_QUEUE_URL"] == Ref("Queue")  # Ref of a queue is its URL
+    assert settings["REGWORKER_DLQ_URL"] == Ref("DeadLetterQueue")
+    assert settings["REGWORKER_SINK"] == sink.value
+    assert settings.get("REGWORKER_EVENT_BUS_NAME", Ref("EventBus")) == Ref("EventBus")
+    assert settings.get("REGWORKER_TOPIC_ARN", Ref("Topic")) == Ref("Topic")
+    assert settings.get("REGWORKER_IDEMPOTENCY_TABLE", Ref("IdempotencyTable")) == Ref(
+        "IdempotencyTable"
+    )
+    assert outputs["WorkerPolicyArn"][1] == Ref("WorkerPolicy")
+
+
+def test_scanner_finds_client_calls_only() -> None:
+    source = (
+        "async def f(self, clients):\n"
+        "    await self._client.put_events(Entries=[])\n"
+        "    await clients.sqs.delete_message_batch(QueueUrl='', Entries=[])\n"
+        "    await self._publisher.publish(event)\n"  # not a client: the worker's own class
+        "    await self._client.close()\n"  # not an AWS operation
+    )
+    assert client_calls(source) == {"put_events", "delete_message_batch"}
+
+
+def test_runtime_modules_include_the_designed_ones() -> None:
+    modules = runtime_modules()
+    assert {"service", "sqs", "dead_letter", "publisher", "resolver", "handler"} <= modules
+    assert "provision" not in modules  # a deploy tool, not part of `regworker run`
+
+
+@pytest.mark.parametrize(("sink", "table"), CONFIGURATIONS)
+def test_worker_policy_grants_exactly_what_the_worker_calls(sink: Sink, table: bool) -> None:
+    called = actions_called(runtime_modules())
+    unused = {Sink.SNS: "events:", Sink.EVENTBRIDGE: "sns:"}[sink]
+    expected = {
+        action
+        for action in called
+        if not action.startswith(unused) and (table or not action.startswith("dynamodb:"))
+    }
+    grants = granted(stack_for(sink, table).resources()["WorkerPolicy"])
+    assert set(grants) == expected, (
+        f"missing {expected - set(grants)}, never called {set(grants) - expected}"
+    )
+
+
+@pytest.mark.parametrize(("sink", "table"), CONFIGURATIONS)
+def test_worker_policy_grants_each_action_on_its_own_resource(sink: Sink, table: bool) -> None:
+    where = {
+        "sqs:ReceiveMessage": "Queue",
+        "sqs:DeleteMessage": "Queue",
+        "sqs:ChangeMessageVisibility": "Queue",
+        "sqs:GetQueueAttributes": "Queue",
+        "sqs:SendMessage": "DeadLetterQueue",
+        "events:PutEvents": "EventBus",
+        "sns:Publish": "Topic",
+        "aws-marketplace:ResolveCustomer": "*",
+    }
+    grants = granted(stack_for(sink, table).resources()["WorkerPolicy"])
+    for action, resources in grants.items():
+        expected = "IdempotencyTable" if action.startswith("dynamodb:") else where[action]
+        assert resources == {expected}, action
+        # ResolveCustomer has no resource ARNs; every other grant names its resource.
+        assert "*" not in resources or action == "aws-marketplace:ResolveCustomer"
+
+
+def test_operator_policy_grants_exactly_what_regworker_dlq_calls() -> None:
+    if not (WORKER / "dlq.py").exists():
+        pytest.skip("worker/dlq.py is not written yet")
+    called = actions_called({"dlq"})
+    grants = granted(stack_for(Sink.EVENTBRIDGE).resources()["OperatorPolicy"])
+    assert set(grants) == called
+    for action, resources in grants.items():
+        assert "*" not in resources, action
+        move_task = action in {"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"}
+        assert resources == ({"DeadLetterQueue"} if move_task else {"Queue", "DeadLetterQueue"})
