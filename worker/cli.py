@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker import demo, emulator, service
+from worker import demo, dlq, emulator, enqueue, provision, resolve_customer, service
 
 Handler = Callable[[argparse.Namespace], int]
 
-_TOOLS = (service, demo, emulator)
+_TOOLS = (service, demo, emulator, enqueue, resolve_customer, dlq, provision)
 
 
 def build_parser() -> argparse.ArgumentParser:
