@@ -16,6 +16,9 @@ help:
 	@echo "make demo   run the whole flow on moto server + the ResolveCustomer emulator"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make lint | typecheck | clean"
+	@echo "make localstack        install LocalStack $(LOCALSTACK_VERSION) into .localstack (no Docker)"
+	@echo "make test-localstack   the worker's integration tests on LocalStack"
+	@echo "make chaos | chaos-short   kill workers while they drain a queue, account for every token"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +44,49 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv awscli lint typecheck
+test: venv awscli localstack lint typecheck
 	PATH="$(CURDIR)/$(AWSCLI_VENV)/bin:$$PATH" $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# LocalStack 4.14.0 (the last free community release) on the host, without Docker.
+# It needs Python 3.12+ and its dependencies as of its release date, so it gets a uv
+# venv of its own; `make localstack` is a no-op once the stamp file is there.
+LOCALSTACK_VERSION := 4.14.0
+LOCALSTACK_EXCLUDE_NEWER := 2026-02-28
+LOCALSTACK_VENV := .localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(LOCALSTACK_VERSION)
+LOCALSTACK_PYTHON ?= $(shell for p in /root/.pyenv/versions/3.13.0/bin/python python3.13 python3.12; do \
+	command -v $$p >/dev/null 2>&1 && { command -v $$p; break; }; done)
+UV_VENV := .tools/uv
+UV := $(UV_VENV)/bin/uv
+CHAOS_TOKENS ?= 3000
+CHAOS_WORKERS ?= 4
+CHAOS_FLAGS ?=
+
+.PHONY: localstack test-localstack chaos chaos-short
+
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet uv
+
+$(LOCALSTACK_STAMP): | $(UV)
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "make localstack: needs Python 3.12+ (python3.13 or python3.12)" >&2; exit 1; }
+	$(UV) venv --allow-existing -p $(LOCALSTACK_PYTHON) $(LOCALSTACK_VENV)
+	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip install --quiet --exclude-newer $(LOCALSTACK_EXCLUDE_NEWER) \
+		'localstack-core[runtime]==$(LOCALSTACK_VERSION)'
+	touch $@
+
+localstack: $(LOCALSTACK_STAMP)
+
+test-localstack: venv localstack
+	$(BIN)/pytest tests/test_localstack.py
+
+chaos: venv localstack
+	$(BIN)/python bench/chaos.py --tokens $(CHAOS_TOKENS) --workers $(CHAOS_WORKERS) \
+		--duration-limit 900 --json-out bench/results/chaos.json $(CHAOS_FLAGS)
+
+chaos-short: venv localstack
+	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 100 --kill-every 4 \
+		--json-out bench/results/chaos-short.json $(CHAOS_FLAGS)

@@ -42,17 +42,25 @@ class Slots:
         self.limit = limit
         self.in_use = 0
         self._freed = asyncio.Event()
+        self._closed = False
 
     async def take_up_to(self, wanted: int) -> int:
-        while self.in_use >= self.limit:
+        """Up to ``wanted`` slots, at least one; none once closed."""
+        while self.in_use >= self.limit and not self._closed:
             self._freed.clear()
             await self._freed.wait()
+        if self._closed:
+            return 0
         taken = min(wanted, self.limit - self.in_use)
         self.in_use += taken
         return taken
 
     def give_back(self, count: int) -> None:
         self.in_use -= count
+        self._freed.set()
+
+    def close(self) -> None:
+        self._closed = True
         self._freed.set()
 
 
@@ -114,22 +122,36 @@ class Consumer:
         heartbeat = asyncio.create_task(self._heartbeat.run(), name="heartbeat")
         done, _ = await asyncio.wait([*receivers, *watchers], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
+        self._slots.close()
         stop.set()
-        for task in [*receivers, *watchers]:
+        for task in watchers:
             task.cancel()
-        await asyncio.gather(*receivers, *watchers, return_exceptions=True)
-        await self._drain()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(self._finish_receivers(receivers), self._drain())
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         for task in done:
             if task in receivers and not task.cancelled() and task.exception() is not None:
                 raise ReceiveLoopDied(f"receive loop died: {task.exception()!r}")
 
+    async def _finish_receivers(self, receivers: list[asyncio.Task[None]]) -> None:
+        """A long poll cut off mid-flight still takes messages off the queue on the
+        server's side, and nobody reads them: they would stay invisible for the whole
+        visibility timeout. So polls in flight are let finish (at most the wait time)
+        and what they bring is handed back at once."""
+        _, late = await asyncio.wait(receivers, timeout=self._settings.wait_time_seconds + 5)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*receivers, return_exceptions=True)
+
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             await self._pause.wait(self._stopping)
             wanted = await self._slots.take_up_to(MAX_BATCH)
+            if self._stopping.is_set():
+                self._slots.give_back(wanted)
+                return
             try:
                 messages = await self._queue.receive(
                     wanted,
@@ -146,6 +168,10 @@ class Consumer:
             if failures:
                 log.info("receive_recovered", after_failures=failures)
             failures = 0
+            if self._stopping.is_set():
+                self._slots.give_back(wanted)
+                await self._hand_back(messages)
+                return
             self._slots.give_back(wanted - len(messages))
             self._empty_polls = 0 if messages else self._empty_polls + 1
             for lane in lanes_of(messages, self._settings.is_fifo):

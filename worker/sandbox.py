@@ -1,18 +1,23 @@
-"""Local stand-ins for AWS, run as child processes: moto server and the
+"""Local stand-ins for AWS, run as child processes: moto server, LocalStack and the
 ResolveCustomer emulator. The demo, the tests and the benchmarks use them."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 START_TIMEOUT: Final = 30.0
@@ -131,3 +136,134 @@ def _read_emulator_url(process: subprocess.Popen[bytes]) -> str:
     if not line.startswith(prefix):
         raise RuntimeError(f"emulator did not start: {line!r}")
     return line.removeprefix(prefix)
+
+
+LOCALSTACK_VENV: Final = Path(__file__).resolve().parent.parent / ".localstack"
+LOCALSTACK_SERVICES: Final = ("sqs", "sns", "events", "sts")
+LOCALSTACK_START_TIMEOUT: Final = 90.0
+LOCALSTACK_STOP_TIMEOUT: Final = 10.0
+
+
+class LocalStackMissing(RuntimeError):
+    """The LocalStack venv is not installed."""
+
+
+@contextlib.contextmanager
+def localstack_server(
+    venv: Path = LOCALSTACK_VENV,
+    services: Sequence[str] = LOCALSTACK_SERVICES,
+    timeout: float = LOCALSTACK_START_TIMEOUT,
+) -> Iterator[LocalService]:
+    """LocalStack (installed by `make localstack`) on a free loopback port, its state
+    and log in a temporary directory, stopped with its whole process group at exit."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise LocalStackMissing(
+            f"LocalStack is not installed ({python} is missing): run `make localstack`"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="regworker-localstack-"))
+    log_path = workdir / "localstack.log"
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(python), "-m", "localstack.runtime.main"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**clean_environ(), **_localstack_env(port, services, workdir)},
+            start_new_session=True,  # its own process group, so its children stop with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    started = False
+    try:
+        _wait_localstack(url, process, services, timeout, log_path)
+        started = True
+        yield LocalService(url, process)
+    finally:
+        _stop_group(process)
+        if started:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _localstack_env(port: int, services: Sequence[str], workdir: Path) -> dict[str, str]:
+    return {
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        # hypercorn binds the address it is given; the default (twisted) binds 0.0.0.0.
+        "GATEWAY_SERVER": "hypercorn",
+        # Queue URLs become http://127.0.0.1:<port>/queue/<region>/<account>/<name>:
+        # they resolve offline and LocalStack finds the queue from the path alone.
+        "SQS_ENDPOINT_STRATEGY": "path",
+        "LOCALSTACK_HOST": f"127.0.0.1:{port}",
+        "SERVICES": ",".join(services),
+        "DNS_ADDRESS": "0",
+        "DISABLE_EVENTS": "1",
+        # Keep every file of this instance in its temporary directory: inside a
+        # container LocalStack would otherwise share /var/lib/localstack and
+        # /tmp/localstack with any other instance.
+        "OVERRIDE_IN_DOCKER": "0",
+        "FILESYSTEM_ROOT": str(workdir / "filesystem"),
+        "LOCALSTACK_VOLUME_DIR": str(workdir / "volume"),
+    }
+
+
+def _wait_localstack(
+    url: str,
+    process: subprocess.Popen[bytes],
+    services: Sequence[str],
+    timeout: float,
+    log_path: Path,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"LocalStack exited with {process.returncode} while starting; log: {log_path}"
+            )
+        if _services_available(f"{url}/_localstack/health", services):
+            if not _listens_on(process.pid, int(url.rsplit(":", 1)[1])):
+                raise RuntimeError(
+                    f"{url}: another process answers on LocalStack's port; log: {log_path}"
+                )
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"LocalStack: services not available within {timeout:.0f}s; log: {log_path}")
+
+
+def _services_available(health_url: str, services: Sequence[str]) -> bool:
+    try:
+        with urllib.request.urlopen(health_url, timeout=2) as answer:  # noqa: S310 - loopback
+            states = json.load(answer).get("services", {})
+    except (OSError, ValueError):
+        return False
+    return all(states.get(name) in {"available", "running"} for name in services)
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether ``pid`` owns the listening socket on 127.0.0.1:``port``. LocalStack
+    reports nothing when its port is taken, and the other process would then answer the
+    health check. Linux only: elsewhere it trusts the answer."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return True
+    local = f"0100007F:{port:04X}"
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in table.read_text().splitlines()[1:])
+        if fields[1] == local and fields[3] == "0A"  # 0A: LISTEN
+    }
+    try:
+        links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:
+        return True
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if LocalStack has not exited in time
+    (its shutdown can hang), and always reap the leftovers of the group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=LOCALSTACK_STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
