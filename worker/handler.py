@@ -7,6 +7,7 @@ message is in the DLQ. Any other failure leaves the message on the queue to come
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable
@@ -27,7 +28,7 @@ from worker.events import (
 )
 from worker.faults import classify_aws_error, describe
 from worker.heartbeat import VisibilityHeartbeat
-from worker.idempotency import Claim, IdempotencyStore
+from worker.idempotency import Claim, ClaimResult, IdempotencyStore
 from worker.pause import Pause
 from worker.publisher import Publisher
 from worker.rate_limit import AdaptiveRateLimiter
@@ -110,7 +111,7 @@ class MessageHandler:
             await self._parts.limiter.acquire()
             self.started.add(message.message_id)
             claim = await self._claim(request)
-            if claim is not Claim.CLAIMED:
+            if claim.status is not Claim.CLAIMED:
                 return await self._not_claimed(message, claim)
             claimed = self._parts.idempotency is not None
             customer = await self._parts.resolver.resolve(
@@ -129,10 +130,10 @@ class MessageHandler:
             await self._release(request)
         return outcome
 
-    async def _claim(self, request: RegistrationRequest) -> Claim:
+    async def _claim(self, request: RegistrationRequest) -> ClaimResult:
         store = self._parts.idempotency
         if store is None:
-            return Claim.CLAIMED
+            return ClaimResult(Claim.CLAIMED)
         try:
             return await store.claim(
                 event_id_for(request.token), self._settings.visibility_timeout_seconds
@@ -140,14 +141,15 @@ class MessageHandler:
         except Exception as error:
             raise classify_aws_error(error) or error from error
 
-    async def _not_claimed(self, message: ReceivedMessage, claim: Claim) -> Outcome:
-        if claim is Claim.DONE:
+    async def _not_claimed(self, message: ReceivedMessage, claim: ClaimResult) -> Outcome:
+        if claim.status is Claim.DONE:
             await self._delete(message)
             log.info("duplicate_dropped")
             self.tally.count(Outcome.DUPLICATE)
             return Outcome.DUPLICATE
-        # Another worker holds a live claim on the same token: look again later.
-        await self._set_visibility(message, max(1, self._settings.requeue_base_seconds))
+        # Another worker holds a live claim on the same token: look again when it ends
+        # (sooner would only spend receives and hurry the redrive policy).
+        await self._set_visibility(message, math.ceil(claim.lease_left) + 1)
         self.tally.count(Outcome.REQUEUED)
         return Outcome.REQUEUED
 

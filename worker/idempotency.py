@@ -19,6 +19,7 @@ with the same ``event_id`` (subscribers deduplicate on it).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
@@ -36,7 +37,13 @@ COMPLETE: Final = "COMPLETE"
 class Claim(StrEnum):
     CLAIMED = "claimed"  # this worker goes ahead
     DONE = "done"  # already published: drop the duplicate
-    BUSY = "busy"  # another worker holds a live claim: try again later
+    BUSY = "busy"  # another worker holds a live claim: try again when its lease ends
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    status: Claim
+    lease_left: float = 0.0  # BUSY: seconds until the other worker's lease runs out
 
 
 class IdempotencyStore:
@@ -45,7 +52,7 @@ class IdempotencyStore:
         self._table = table
         self._ttl = ttl_seconds
 
-    async def claim(self, event_id: str, lease_seconds: float) -> Claim:
+    async def claim(self, event_id: str, lease_seconds: float) -> ClaimResult:
         now = time.time()
         try:
             await self._client.put_item(
@@ -67,15 +74,18 @@ class IdempotencyStore:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            return await self._current(event_id)
-        return Claim.CLAIMED
+            return await self._current(event_id, now)
+        return ClaimResult(Claim.CLAIMED)
 
-    async def _current(self, event_id: str) -> Claim:
+    async def _current(self, event_id: str, now: float) -> ClaimResult:
         answer = await self._client.get_item(
             TableName=self._table, Key={"event_id": {"S": event_id}}, ConsistentRead=True
         )
-        status = answer.get("Item", {}).get("status", {}).get("S")
-        return Claim.DONE if status == COMPLETE else Claim.BUSY
+        item = answer.get("Item", {})
+        if item.get("status", {}).get("S") == COMPLETE:
+            return ClaimResult(Claim.DONE)
+        lease_until = float(item.get("lease_until", {}).get("N", "0"))
+        return ClaimResult(Claim.BUSY, max(0.0, lease_until - now))
 
     async def complete(self, event_id: str) -> None:
         await self._client.update_item(
