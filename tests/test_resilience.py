@@ -28,10 +28,11 @@ from worker.errors import PublishError
 from worker.events import event_id_for
 from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
-from worker.provision import Resources, create_queues
+from worker.provision import Resources, create_queues, provision
 from worker.publisher import Event, SnsPublisher
 from worker.sandbox import clean_environ
 from worker.service import run_worker
+from worker.settings import Sink
 from worker.sqs import ReceivedMessage, SourceQueue
 
 
@@ -334,3 +335,70 @@ async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None
     )
     with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
         await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)
+
+
+def test_fifo_end_to_end_with_an_sns_fifo_topic(sqs: SQSClient, session: boto3.Session) -> None:
+    """FIFO queue in, FIFO topic out: each event goes to the customer's message group and
+    carries event_id as its deduplication id, so a token enqueued twice within SNS's
+    5-minute window reaches subscribers once."""
+    resources = provision(session, unique_name(), Sink.SNS, max_receives=3, tap=True, fifo=True)
+    assert resources.topic_arn.endswith(".fifo")
+    t = tag()
+    tokens = [f"fifo-{n}-{t}" for n in range(3)]
+    for n, body in enumerate([*tokens, tokens[0]]):
+        sqs.send_message(
+            QueueUrl=resources.queue_url,
+            MessageBody=body,
+            MessageGroupId=f"web-{n % 2}",
+            MessageDeduplicationId=f"{n}-{t}",
+        )
+    report = asyncio.run(run_worker(make_settings(resources), until_empty=True))
+    assert report.tally.outcomes["published"] == 4  # the worker published the repeat too
+    received = drain(sqs, resources.tap_queue_url)
+    assert sorted(event_of(m, Sink.SNS)["event_id"] for m in received) == sorted(
+        event_id_for(token) for token in tokens
+    )  # SNS FIFO dropped the repeat by its deduplication id
+    for message in received:
+        event = event_of(message, Sink.SNS)
+        assert message["Attributes"]["MessageGroupId"] == event["customer_identifier"]
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+def test_a_second_signal_cancels_what_is_left(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    tokens = [f"slow-6000-{tag()}" for _ in range(6)]
+    send_all(sqs, resources.queue_url, tokens)
+    env = {
+        **clean_environ(),
+        **aws_env,
+        **resources.settings_env(),
+        "REGWORKER_WAIT_TIME_SECONDS": "1",
+        "REGWORKER_RESOLVE_TIMEOUT_SECONDS": "10",
+        "REGWORKER_SHUTDOWN_GRACE_SECONDS": "60",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3.0)  # every message is in a 6 s ResolveCustomer call now
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert time.monotonic() - stopped_at < 10  # not the 60 s grace period
+    assert "Traceback" not in stderr
+    assert "second_signal" in stderr
+    # Nothing was deleted unpublished: each token is either published or comes back.
+    published = len(events(sqs, resources))
+    time.sleep(1.0)
+    sqs_left = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=resources.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    left = sum(int(v) for v in sqs_left.values())
+    assert published + left == len(tokens)
