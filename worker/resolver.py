@@ -55,7 +55,8 @@ def classify_resolve_error(error: Exception) -> RegworkerError:
         if code in THROTTLING_CODES:
             return ResolveThrottled(f"{code}: {describe(error)}")
     if isinstance(error, ParamValidationError):
-        return MalformedMessage(f"ResolveCustomer refused the token: {describe(error)}")
+        # botocore's text quotes the value, which is the token: keep it out of logs.
+        return MalformedMessage("botocore refused the token as a RegistrationToken value")
     classified = classify_aws_error(error)
     if classified is None:
         return TransientError(f"{type(error).__name__}: {describe(error)}")
