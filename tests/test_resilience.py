@@ -65,6 +65,26 @@ def receive_for(sqs: SQSClient, queue_url: str, seconds: float) -> list[Any]:
     return seen
 
 
+def worker_process(
+    resources: Resources, aws_env: dict[str, str], cwd: Path, **settings: str
+) -> subprocess.Popen[str]:
+    """`regworker run` as its own process, on the local services, JSON logs on stderr."""
+    env = {
+        **clean_environ(),
+        **aws_env,
+        **resources.settings_env(),
+        "REGWORKER_WAIT_TIME_SECONDS": "1",
+        **settings,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 async def test_heartbeat_keeps_a_slow_message_invisible(
     sqs: SQSClient, aws_env: dict[str, str]
 ) -> None:
@@ -121,20 +141,12 @@ def test_sigterm_exits_zero_and_loses_nothing(
 ) -> None:
     tokens = [f"slow-800-{tag()}" for _ in range(12)]
     send_all(sqs, resources.queue_url, tokens)
-    env = {
-        **clean_environ(),
-        **aws_env,
-        **resources.settings_env(),
-        "REGWORKER_WAIT_TIME_SECONDS": "1",
-        "REGWORKER_RESOLVE_RATE_LIMIT": "3",
-        "REGWORKER_SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker", "run"],
-        env=env,
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
+    worker = worker_process(
+        resources,
+        aws_env,
+        tmp_path,
+        REGWORKER_RESOLVE_RATE_LIMIT="3",
+        REGWORKER_SHUTDOWN_GRACE_SECONDS="5",
     )
     time.sleep(3.0)
     worker.send_signal(signal.SIGTERM)
@@ -369,20 +381,12 @@ def test_a_second_signal_cancels_what_is_left(
 ) -> None:
     tokens = [f"slow-6000-{tag()}" for _ in range(6)]
     send_all(sqs, resources.queue_url, tokens)
-    env = {
-        **clean_environ(),
-        **aws_env,
-        **resources.settings_env(),
-        "REGWORKER_WAIT_TIME_SECONDS": "1",
-        "REGWORKER_RESOLVE_TIMEOUT_SECONDS": "10",
-        "REGWORKER_SHUTDOWN_GRACE_SECONDS": "60",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker", "run"],
-        env=env,
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
+    worker = worker_process(
+        resources,
+        aws_env,
+        tmp_path,
+        REGWORKER_RESOLVE_TIMEOUT_SECONDS="10",
+        REGWORKER_SHUTDOWN_GRACE_SECONDS="60",
     )
     time.sleep(3.0)  # every message is in a 6 s ResolveCustomer call now
     worker.send_signal(signal.SIGTERM)
