@@ -30,7 +30,7 @@ from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
 from worker.provision import Resources, create_queues, provision
 from worker.publisher import Event, SnsPublisher
-from worker.sandbox import clean_environ
+from worker.sandbox import clean_environ, emulator_server
 from worker.service import run_worker
 from worker.settings import Sink
 from worker.sqs import ReceivedMessage, SourceQueue
@@ -406,3 +406,24 @@ def test_a_second_signal_cancels_what_is_left(
     )["Attributes"]
     left = sum(int(v) for v in sqs_left.values())
     assert published + left == len(tokens)
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+async def test_a_faulty_slow_throttling_api_loses_nothing(
+    sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half of all calls fail with 500, every call is slow, and the API throttles above
+    20 calls/s: every token is still published exactly once, in time."""
+    tokens = [f"rough-{n}-{tag()}" for n in range(30)]
+    send_all(sqs, resources.queue_url, tokens)
+    faults = ["--fault-rate", "0.5", "--latency-ms", "50", "--tps", "20", "--seed", "7"]
+    with emulator_server(faults) as rough:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_MARKETPLACE_METERING", rough.url)
+        report = await run_worker(
+            make_settings(resources, max_receives=10, resolve_rate_limit=100), until_empty=True
+        )
+    assert report.retries >= 10
+    assert report.tally.outcomes["published"] == len(tokens)
+    assert report.tally.outcomes["dead_lettered"] == 0
+    published = sorted(e["event_id"] for e in events(sqs, resources))
+    assert published == sorted(event_id_for(t) for t in tokens)
