@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,28 @@ def test_cli_run_until_empty(
     }
     assert token not in done.stderr
     assert len(drain(sqs, resources.tap_queue_url, expected=1)) == 1
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_never_holds_more_than_max_in_flight(sqs: SQSClient, resources: Resources) -> None:
+    tokens = [f"slow-400-{tag()}" for _ in range(15)]
+    send_all(sqs, resources.queue_url, tokens)
+    settings = make_settings(resources, max_in_flight=3, resolve_rate_limit=1000)
+    held: list[int] = []
+    watching = threading.Event()
+
+    def watch() -> None:  # SQS's own count of received, not yet deleted messages
+        while not watching.is_set():
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=resources.queue_url,
+                AttributeNames=["ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            held.append(int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
+    watcher = asyncio.create_task(asyncio.to_thread(watch))
+    report = await run_worker(settings, until_empty=True)
+    watching.set()
+    await watcher
+    assert report.tally.outcomes["published"] == len(tokens)
+    assert max(held) == 3  # busy all the way, never above the bound
+    assert report.seconds >= 0.4 * len(tokens) / 3  # the bound made it take turns

@@ -105,11 +105,6 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._empty_polls = 0
 
-    @property
-    def in_flight(self) -> int:
-        """Messages being handled (receivers also hold slots while they poll)."""
-        return sum(len(lane.remaining()) for lane in self._lanes.values())
-
     async def run(self, stop: asyncio.Event, *, until_empty: bool = False) -> None:
         """Consume until ``stop`` is set (or, with ``until_empty``, the queue is drained)."""
         receivers = [
