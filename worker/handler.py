@@ -99,6 +99,7 @@ class MessageHandler:
             finally:
                 self._parts.heartbeat.release(message)
                 self.started.discard(message.message_id)
+                structlog.contextvars.unbind_contextvars("token")  # a lane's next message
             log.info("message_done", outcome=outcome.value, ms=_ms_since(started))
             return outcome
 
