@@ -1349,6 +1349,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _register_redrive(actions, common)
 
 
+def _add_reason_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reason",
+        type=parse_reason,
+        action="append",
+        default=[],
+        help="only this reason (repeatable; Unknown = moved by the redrive policy)",
+    )
+
+
 def _register_stats(
     actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -1370,13 +1380,7 @@ def _register_peek(
         actions, "peek", "show DLQ messages without consuming them", _PEEK_EPILOG, common
     )
     parser.add_argument("--max", type=_positive_int, default=10, help="at most N (%(default)s)")
-    parser.add_argument(
-        "--reason",
-        type=parse_reason,
-        action="append",
-        default=[],
-        help="only this reason (repeatable; Unknown = moved by the redrive policy)",
-    )
+    _add_reason_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=peek_command)
 
@@ -1391,13 +1395,7 @@ def _register_replay(
         _REPLAY_EPILOG,
         common,
     )
-    parser.add_argument(
-        "--reason",
-        type=parse_reason,
-        action="append",
-        default=[],
-        help="only this reason (repeatable; Unknown = moved by the redrive policy)",
-    )
+    _add_reason_option(parser)
     parser.add_argument(
         "--older-than",
         type=parse_duration,
