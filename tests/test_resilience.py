@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from mypy_boto3_sqs.client import SQSClient
 from structlog.testing import capture_logs
 
 from tests.conftest import REGION, drain, event_of, make_settings, unique_name
-from tests.tcp_proxy import flaky_proxy
+from tests.tcp_proxy import FlakyProxy, flaky_proxy
 from worker.consumer import Consumer, ReceiveLoopDied
 from worker.errors import PublishError
 from worker.events import event_id_for
@@ -31,7 +31,7 @@ from worker.pause import Pause
 from worker.provision import Resources, create_queues, provision
 from worker.publisher import Event, SnsPublisher
 from worker.sandbox import clean_environ, emulator_server
-from worker.service import run_worker
+from worker.service import RunReport, run_worker
 from worker.settings import Sink
 from worker.sqs import ReceivedMessage, SourceQueue
 
@@ -224,19 +224,32 @@ async def test_fifo_failure_holds_back_only_its_group(sqs: SQSClient, resources:
     assert b[-1] < a[0]  # group B did not wait for group A
 
 
+async def run_through_outage(
+    endpoint_variable: str,
+    resources: Resources,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[RunReport, list[MutableMapping[str, Any]], FlakyProxy]:
+    """Run the worker until drained with one service behind a proxy that is cut for
+    8 s: longer than botocore's own three tries, so the worker's handling shows."""
+    async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
+        monkeypatch.setenv(endpoint_variable, proxy.url)
+        proxy.cut()
+        asyncio.get_running_loop().call_later(8.0, proxy.restore)
+        with capture_logs() as logs:
+            report = await run_worker(make_settings(resources), until_empty=True)
+    return report, logs, proxy
+
+
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
 async def test_sqs_outage_is_retried_reported_and_resumed(
     sqs: SQSClient, resources: Resources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tokens = [f"outage-{tag()}" for _ in range(5)]
     send_all(sqs, resources.queue_url, tokens)
-    async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
-        proxy.cut()
-        # Longer than botocore's own three tries, so the worker's handling shows.
-        asyncio.get_running_loop().call_later(8.0, proxy.restore)
-        with capture_logs() as logs:
-            report = await run_worker(make_settings(resources), until_empty=True)
+    report, logs, proxy = await run_through_outage(
+        "AWS_ENDPOINT_URL_SQS", resources, aws_env, monkeypatch
+    )
     names = [entry["event"] for entry in logs]
     assert "receive_failed" in names
     assert "receive_recovered" in names
@@ -253,13 +266,9 @@ async def test_sink_outage_keeps_messages_until_it_is_back(
 ) -> None:
     tokens = [f"sink-down-{tag()}" for _ in range(5)]
     send_all(sqs, resources.queue_url, tokens)
-    async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", proxy.url)
-        proxy.cut()
-        # Longer than botocore's own three tries, so the worker's handling shows.
-        asyncio.get_running_loop().call_later(8.0, proxy.restore)
-        with capture_logs() as logs:
-            report = await run_worker(make_settings(resources), until_empty=True)
+    report, logs, _ = await run_through_outage(
+        "AWS_ENDPOINT_URL_SNS", resources, aws_env, monkeypatch
+    )
     assert "publish_failed" in [entry["event"] for entry in logs]
     assert report.tally.outcomes["kept"] >= len(tokens)
     assert report.tally.outcomes["published"] == len(tokens)
