@@ -113,16 +113,30 @@ async def test_max_bytes_splits_batches() -> None:
     assert all(sum(map(len, batch)) <= 100 for batch in recorder.batches)
 
 
-async def test_a_lone_item_is_sent_after_the_linger() -> None:
+async def test_a_lone_item_goes_at_once_when_nothing_is_in_flight() -> None:
     recorder = Recorder()
-    target = batcher(recorder, linger=0.2)
+    target = batcher(recorder, linger=5.0)
     started = time.monotonic()
     assert await target.submit("only") == "ok:only"
     elapsed = time.monotonic() - started
     await target.close()
     assert recorder.batches == [["only"]]
-    assert elapsed >= 0.18
-    assert elapsed < 2.0
+    assert elapsed < 1.0  # not the 5 s linger
+
+
+async def test_items_linger_and_batch_while_a_send_is_in_flight() -> None:
+    recorder = Recorder(delay=0.3)
+    target = batcher(recorder, linger=0.2)
+    first = asyncio.create_task(target.submit("first"))
+    await asyncio.sleep(0.05)  # "first" is on the wire
+    started = time.monotonic()
+    later = [asyncio.create_task(target.submit(f"m{i}")) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert recorder.batches == [["first"]]  # the others wait for company
+    assert await asyncio.gather(first, *later) == ["ok:first", "ok:m0", "ok:m1", "ok:m2"]
+    await target.close()
+    assert recorder.batches == [["first"], ["m0", "m1", "m2"]]
+    assert recorder.sent_at[1] - started >= 0.18  # they lingered up to the linger
 
 
 async def test_a_full_batch_does_not_wait_for_the_linger() -> None:
@@ -136,14 +150,18 @@ async def test_a_full_batch_does_not_wait_for_the_linger() -> None:
 
 
 async def test_close_flushes_pending_items() -> None:
-    recorder = Recorder()
-    target = batcher(recorder, linger=1.0)
+    recorder = Recorder(delay=0.1)
+    target = batcher(recorder, linger=5.0)
+    busy = asyncio.create_task(target.submit("busy"))
+    await asyncio.sleep(0.02)  # in flight, so the next items linger
     submits = [asyncio.create_task(target.submit(f"m{i}")) for i in range(3)]
     await asyncio.sleep(0.05)  # queued, batch still lingering
-    assert recorder.batches == []
+    assert recorder.batches == [["busy"]]
+    started = time.monotonic()
     await target.close()
-    assert recorder.batches == [["m0", "m1", "m2"]]
-    assert [task.result() for task in submits] == ["ok:m0", "ok:m1", "ok:m2"]
+    assert time.monotonic() - started < 2.0  # close did not wait out the 5 s linger
+    assert recorder.batches == [["busy"], ["m0", "m1", "m2"]]
+    assert [task.result() for task in [busy, *submits]] == ["ok:busy", "ok:m0", "ok:m1", "ok:m2"]
 
 
 async def test_close_waits_for_sends_in_flight_and_the_batcher_can_be_reused() -> None:

@@ -36,7 +36,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.faults import classify_aws_error
-from worker.rate_limit import AdaptiveRateLimiter
+from worker.flow_control import FlowController, Pacer
 from worker.resolver import Resolver, ResolveThrottled, classify_resolve_error
 from worker.sandbox import LocalService, free_port
 
@@ -268,11 +268,9 @@ async def test_nothing_listening_is_transient() -> None:
 # ---------------------------------------------------------------- Resolver.resolve
 
 
-def resolver_for(
-    client: MarketplaceMeteringClient, limiter: AdaptiveRateLimiter | None = None
-) -> Resolver:
-    limiter = limiter or AdaptiveRateLimiter(100)
-    return Resolver(client, limiter, retry_base=0.02, retry_max=0.1)
+def resolver_for(client: MarketplaceMeteringClient, pacer: Pacer | None = None) -> Resolver:
+    pacer = pacer or Pacer(FlowController(100, start_rate=100))
+    return Resolver(client, pacer, retry_base=0.02, retry_max=0.1)
 
 
 async def test_resolve_retries_internal_errors_until_it_succeeds(
@@ -298,12 +296,17 @@ async def test_resolve_gives_up_when_the_budget_is_spent(
     assert resolver.retries >= 2  # it did retry in place before giving up
 
 
-async def test_resolve_slows_down_on_throttling(metering: MarketplaceMeteringClient) -> None:
-    limiter = AdaptiveRateLimiter(100)
-    resolver = resolver_for(metering, limiter)
+async def test_resolve_reports_every_answer_to_the_flow_controller(
+    metering: MarketplaceMeteringClient,
+) -> None:
+    controller = FlowController(100, start_rate=100)
+    resolver = resolver_for(metering, Pacer(controller))
     await resolver.resolve(f"throttle-3-{uuid.uuid4()}", budget=5.0)
     assert resolver.retries == 3
-    assert limiter.rate == pytest.approx(100 / 8 + 100 / 50)  # halved 3 times, one step up
+    # Every answer, throttles included, reached the flow controller; three throttles in
+    # one young window are no reason to slow down yet.
+    assert controller.throttled == 3
+    assert controller.decreases == 0
 
 
 async def test_resolve_does_not_retry_a_rejection(metering: MarketplaceMeteringClient) -> None:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -26,6 +27,7 @@ from tests.tcp_proxy import FlakyProxy, flaky_proxy
 from worker.consumer import Consumer, ReceiveLoopDied
 from worker.errors import PublishError
 from worker.events import event_id_for
+from worker.flow_control import FlowController, Pacer
 from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
 from worker.provision import Resources, create_queues, provision
@@ -350,9 +352,10 @@ async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None
     consumer = Consumer(
         settings,
         queue,
-        handler=None,  # type: ignore[arg-type]  # never reached
+        handler=SimpleNamespace(started=set()),  # type: ignore[arg-type]  # never handles
         heartbeat=VisibilityHeartbeat(queue, 10),
         pause=Pause(),
+        pacer=Pacer(FlowController(10, start_rate=10)),
     )
     with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
         await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)

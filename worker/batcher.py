@@ -1,9 +1,13 @@
 """Micro-batching for the AWS batch APIs (10 entries a call).
 
 Callers submit one item and await its own outcome; a background task groups items
-into batches of at most ``max_size`` entries (and ``max_bytes``), waiting at most
-``linger`` seconds for a batch to fill, and sends several batches at once. The send
-function returns one outcome per item, because batch APIs can fail part of a batch.
+into batches of at most ``max_size`` entries (and ``max_bytes``) and sends several
+batches at once. The send function returns one outcome per item, because batch APIs
+can fail part of a batch.
+
+Batching costs latency only when there is something to batch (Nagle's rule): with no
+send in flight, whatever is queued goes at once, even a single item; while sends are in
+flight, a batch waits up to ``linger`` seconds to fill.
 """
 
 from __future__ import annotations
@@ -52,11 +56,14 @@ class Batcher(Generic[Item, Result]):
         self._senders = asyncio.Semaphore(concurrency)
         self._sends: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
+        # Set on a new item and when a send finishes: what a lingering batch waits for.
+        self._wake = asyncio.Event()
 
     async def submit(self, item: Item) -> Result:
         """Queue one item and wait for its own outcome (raises its own error)."""
         pending: _Pending[Item, Result] = _Pending(item, self._size_of(item))
         await self._queue.put(pending)
+        self._wake.set()
         self._ensure_collector()
         return await pending.future
 
@@ -85,7 +92,11 @@ class Batcher(Generic[Item, Result]):
             await self._senders.acquire()
             task = asyncio.create_task(self._dispatch(batch))
             self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            task.add_done_callback(self._send_finished)
+
+    def _send_finished(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        self._wake.set()
 
     async def _fill(
         self, batch: list[_Pending[Item, Result]]
@@ -94,14 +105,17 @@ class Batcher(Generic[Item, Result]):
         deadline = loop.time() + self._linger
         total = batch[0].size
         while len(batch) < self._max_size:
-            timeout = deadline - loop.time()
-            try:
-                if timeout > 0:
-                    nxt = await asyncio.wait_for(self._queue.get(), timeout)
-                else:
-                    nxt = self._queue.get_nowait()
-            except (TimeoutError, asyncio.QueueEmpty):
-                break
+            if self._queue.empty():
+                timeout = deadline - loop.time()
+                if not self._sends or timeout <= 0:
+                    break  # nothing on the wire: waiting would only add latency
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    break
+                continue
+            nxt = self._queue.get_nowait()
             if total + nxt.size > self._max_bytes:
                 return batch, nxt
             batch.append(nxt)

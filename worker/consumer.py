@@ -2,7 +2,9 @@
 
 Receivers ask for only as many messages as there are free slots, so the worker never
 holds more than ``max_in_flight`` messages, and each message starts as soon as it
-arrives: there is no batch-at-a-time stall behind a slow message.
+arrives: there is no batch-at-a-time stall behind a slow message. Nor more than the
+flow controller's current rate can start within ``INTAKE_HORIZON_SECONDS``: a message
+held while it waits for its turn is invisible to every other worker.
 
 Messages run in lanes. On a standard queue every message is a lane of its own. On a
 FIFO queue the messages of one group in a receive batch form one lane, handled in
@@ -20,6 +22,7 @@ import structlog
 
 from worker.errors import RegworkerError
 from worker.faults import classify_aws_error, describe
+from worker.flow_control import Pacer
 from worker.handler import MessageHandler
 from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
@@ -29,6 +32,9 @@ from worker.sqs import MAX_BATCH, ReceivedMessage, SourceQueue
 log = structlog.get_logger(__name__)
 
 RECEIVE_BACKOFF_MAX = 30.0
+# A receive answers in milliseconds when messages are waiting, so two seconds of starts
+# in hand keep the pacer fed; holding more only hides messages from other workers.
+INTAKE_HORIZON_SECONDS = 2.0
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -94,8 +100,10 @@ class Consumer:
         handler: MessageHandler,
         heartbeat: VisibilityHeartbeat,
         pause: Pause,
+        pacer: Pacer,
     ) -> None:
         self._settings = settings
+        self._pacer = pacer
         self._queue = queue
         self._handler = handler
         self._heartbeat = heartbeat
@@ -143,7 +151,7 @@ class Consumer:
         failures = 0
         while not self._stopping.is_set():
             await self._pause.wait(self._stopping)
-            wanted = await self._slots.take_up_to(MAX_BATCH)
+            wanted = await self._take_intake()
             if self._stopping.is_set():
                 self._slots.give_back(wanted)
                 return
@@ -171,6 +179,19 @@ class Consumer:
             self._empty_polls = 0 if messages else self._empty_polls + 1
             for lane in lanes_of(messages, self._settings.is_fifo):
                 self._start(lane)
+
+    async def _take_intake(self) -> int:
+        """Slots for the next receive: free ones, and no more than the pacer starts
+        within the horizon beyond the messages already waiting for their turn."""
+        while True:
+            wanted = await self._slots.take_up_to(MAX_BATCH)
+            waiting = self._slots.in_use - wanted - len(self._handler.started)
+            allowed = min(wanted, self._pacer.starts_within(INTAKE_HORIZON_SECONDS) - waiting)
+            if allowed > 0 or self._stopping.is_set():
+                self._slots.give_back(wanted - max(allowed, 0))
+                return max(allowed, 0)
+            self._slots.give_back(wanted)
+            await asyncio.sleep(min(1.0, 1.0 / self._pacer.controller.rate))
 
     async def _back_off(self, failures: int, error: Exception) -> None:
         delay = min(RECEIVE_BACKOFF_MAX, 0.5 * 2 ** min(failures, 10))

@@ -27,11 +27,11 @@ from worker.events import (
     token_sha256,
 )
 from worker.faults import classify_aws_error, describe
+from worker.flow_control import Pacer
 from worker.heartbeat import VisibilityHeartbeat
 from worker.idempotency import Claim, ClaimResult, IdempotencyStore
 from worker.pause import Pause
 from worker.publisher import Publisher
-from worker.rate_limit import AdaptiveRateLimiter
 from worker.request import RegistrationRequest, parse_body
 from worker.resolver import Resolver
 from worker.settings import Settings
@@ -71,7 +71,7 @@ class Tally:
 class Collaborators:
     queue: SourceQueue
     resolver: Resolver
-    limiter: AdaptiveRateLimiter
+    pacer: Pacer
     publisher: Publisher
     dead_letters: DeadLetterQueue
     heartbeat: VisibilityHeartbeat
@@ -84,7 +84,7 @@ class MessageHandler:
         self._settings = settings
         self._parts = parts
         self.tally = Tally()
-        # Messages past the rate limiter: those are "started" and finish on shutdown;
+        # Messages past the pacer: those are "started" and finish on shutdown;
         # the others are handed straight back.
         self.started: set[str] = set()
 
@@ -95,28 +95,28 @@ class MessageHandler:
             started = time.monotonic()
             self._parts.heartbeat.hold(message)
             try:
-                outcome = await self._handle(message)
+                outcome = await self._handle(message, started)
             finally:
                 self._parts.heartbeat.release(message)
                 self.started.discard(message.message_id)
                 structlog.contextvars.unbind_contextvars("token")  # a lane's next message
-            log.info("message_done", outcome=outcome.value, ms=_ms_since(started))
+            log.debug("message_done", outcome=outcome.value, ms=_ms_since(started))
             return outcome
 
-    async def _handle(self, message: ReceivedMessage) -> Outcome:
+    async def _handle(self, message: ReceivedMessage, picked_up: float) -> Outcome:
         request: RegistrationRequest | None = None
         claimed = False
         try:
             request = parse_body(message.body)
             structlog.contextvars.bind_contextvars(token=token_ref(request.token))
-            await self._parts.limiter.acquire()
+            sent_at = await self._parts.pacer.acquire()
             self.started.add(message.message_id)
             claim = await self._claim(request)
             if claim.status is not Claim.CLAIMED:
                 return await self._not_claimed(message, claim)
             claimed = self._parts.idempotency is not None
             customer = await self._parts.resolver.resolve(
-                request.token, self._settings.resolve_budget, turn_taken=True
+                request.token, self._settings.resolve_budget, first_sent_at=sent_at
             )
             self._check_product(customer)
         except Rejected as rejection:
@@ -126,7 +126,7 @@ class MessageHandler:
         except TransientError as error:
             outcome = await self._retry_later(message, request, error)
         else:
-            return await self._publish(message, request, customer)
+            return await self._publish(message, request, customer, picked_up)
         if claimed and request is not None:
             await self._release(request)
         return outcome
@@ -171,7 +171,11 @@ class MessageHandler:
             )
 
     async def _publish(
-        self, message: ReceivedMessage, request: RegistrationRequest, customer: ResolvedCustomer
+        self,
+        message: ReceivedMessage,
+        request: RegistrationRequest,
+        customer: ResolvedCustomer,
+        picked_up: float,
     ) -> Outcome:
         event = customer_registered(request, customer)
         try:
@@ -182,9 +186,16 @@ class MessageHandler:
             await self._set_visibility(message, self._requeue_delay(message))
             self.tally.count(Outcome.KEPT)
             return Outcome.KEPT
+        publish_ms = _ms_since(picked_up)
         await self._complete(event["event_id"])
         await self._delete(message)
-        log.info("published", event_id=event["event_id"], product_code=customer.product_code)
+        log.info(
+            "published",
+            event_id=event["event_id"],
+            product_code=customer.product_code,
+            publish_ms=publish_ms,
+            ms=_ms_since(picked_up),
+        )
         self.tally.count(Outcome.PUBLISHED)
         return Outcome.PUBLISHED
 

@@ -28,7 +28,7 @@ from worker.errors import (
 )
 from worker.events import ResolvedCustomer
 from worker.faults import classify_aws_error, describe, error_code
-from worker.rate_limit import AdaptiveRateLimiter
+from worker.flow_control import Pacer
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
@@ -67,23 +67,23 @@ class Resolver:
     def __init__(
         self,
         client: MarketplaceMeteringClient,
-        limiter: AdaptiveRateLimiter,
+        pacer: Pacer,
         *,
         retry_base: float,
         retry_max: float,
     ) -> None:
         self._client = client
-        self._limiter = limiter
+        self._pacer = pacer
         self._retry_base = retry_base
         self._retry_max = retry_max
         self.retries = 0
 
     async def resolve(
-        self, token: str, budget: float, *, turn_taken: bool = False
+        self, token: str, budget: float, *, first_sent_at: float | None = None
     ) -> ResolvedCustomer:
         """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
-        once ``budget`` seconds of retrying are spent. ``turn_taken``: the caller already
-        waited for the rate limiter for the first call."""
+        once ``budget`` seconds of retrying are spent. ``first_sent_at``: the caller
+        already took the pacer's turn for the first call (``Pacer.acquire``'s answer)."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_random_exponential(multiplier=self._retry_base, max=self._retry_max),
@@ -94,20 +94,23 @@ class Resolver:
         async for attempt in retrying:
             with attempt:
                 first = attempt.retry_state.attempt_number == 1
-                return await self._call_once(token, wait_turn=not (first and turn_taken))
+                if first and first_sent_at is not None:
+                    sent_at = first_sent_at
+                else:
+                    sent_at = await self._pacer.acquire()
+                return await self._call_once(token, sent_at)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _call_once(self, token: str, *, wait_turn: bool) -> ResolvedCustomer:
-        if wait_turn:
-            await self._limiter.acquire()
+    async def _call_once(self, token: str, sent_at: float) -> ResolvedCustomer:
+        controller = self._pacer.controller
         try:
             answer = await self._client.resolve_customer(RegistrationToken=token)
         except Exception as error:
             failure = classify_resolve_error(error)
-            if isinstance(failure, ResolveThrottled):
-                self._limiter.on_throttle()
+            if isinstance(error, ClientError):  # the service answered: a flow signal
+                controller.on_answer(sent_at, throttled=isinstance(failure, ResolveThrottled))
             raise failure from error
-        self._limiter.on_success()
+        controller.on_answer(sent_at, throttled=False)
         return ResolvedCustomer(
             product_code=answer["ProductCode"],
             customer_identifier=answer.get("CustomerIdentifier") or None,

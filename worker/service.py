@@ -14,13 +14,13 @@ import structlog
 from worker.clients import AwsClients, open_clients
 from worker.consumer import Consumer, ReceiveLoopDied
 from worker.dead_letter import DeadLetterQueue
+from worker.flow_control import FlowController, Pacer
 from worker.handler import Collaborators, MessageHandler, Tally
 from worker.heartbeat import VisibilityHeartbeat
 from worker.idempotency import IdempotencyStore
 from worker.logs import configure_logging
 from worker.pause import Pause
 from worker.publisher import EventBridgePublisher, Publisher, SnsPublisher
-from worker.rate_limit import AdaptiveRateLimiter
 from worker.resolver import Resolver
 from worker.settings import Settings, SettingsError, load_settings
 from worker.sqs import SourceQueue
@@ -62,16 +62,18 @@ async def run_worker(
     async with open_clients(settings) as clients:
         linger = settings.publish_linger_seconds
         queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
-        limiter = AdaptiveRateLimiter(settings.resolve_rate_limit)
+        pacer = Pacer(
+            FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
+        )
         parts = Collaborators(
             queue=queue,
             resolver=Resolver(
                 clients.metering,
-                limiter,
+                pacer,
                 retry_base=settings.retry_base_seconds,
                 retry_max=settings.retry_max_seconds,
             ),
-            limiter=limiter,
+            pacer=pacer,
             publisher=build_publisher(settings, clients),
             dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
             heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
@@ -79,7 +81,7 @@ async def run_worker(
             idempotency=build_idempotency(settings, clients),
         )
         handler = MessageHandler(settings, parts)
-        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.pause)
+        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.pause, pacer)
         log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
         try:
             await consumer.run(stop, until_empty=until_empty)

@@ -64,7 +64,14 @@ class Settings(BaseSettings):
     )
 
     resolve_rate_limit: float = Field(
-        10.0, gt=0, le=10_000, description="ResolveCustomer calls per second, at most."
+        20.0,
+        gt=0,
+        le=10_000,
+        description="Ceiling of ResolveCustomer calls per second; the flow controller finds"
+        " the account's quota below it.",
+    )
+    resolve_start_rate: float = Field(
+        10.0, gt=0, le=10_000, description="ResolveCustomer calls per second at start-up."
     )
     resolve_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="Timeout of one ResolveCustomer call."

@@ -1,0 +1,235 @@
+"""Flow control for ResolveCustomer: find the account's unpublished quota and stay near it.
+
+AWS publishes no request quota for ResolveCustomer and answers ``ThrottlingException``
+above it, so the worker paces its calls at a rate it learns, the way TCP learns a
+path's capacity:
+
+- **Start.** ``start_rate`` calls/s, doubling every second (slow start) until the first
+  throttle or the ceiling.
+- **Decrease at most once per window.** A window gathers the answers to the calls sent
+  since the last decrease; it is mature once it holds ``WINDOW_CALLS`` answers over at
+  least half a second and a round trip. The first throttle of a mature window decreases the
+  rate, scaled by the window's throttled share (DCTCP's idea): to a margin below what
+  got through, the margin growing with the share, never below ``MIN_BETA`` of what was
+  sent (CUBIC's own beta). One throttle among 50 calls costs 8%; a flood costs 30% a
+  window until the throttling stops. Answers to calls sent before a decrease are no new signal.
+- **Increase with time.** After a decrease the rate climbs back along botocore's CUBIC
+  curve (``botocore.retries.throttling.CubicCalculator``, the curve the SDK's adaptive
+  retry mode uses): quickly to what got through, slowly near it, then faster to probe
+  above it, up to the ceiling. It grows with the clock, not with successes, so a
+  slowed-down worker recovers as fast as a busy one; within one window it grows by at
+  most ``WINDOW_GROWTH``, so a slow window cannot overshoot far before it is judged.
+- **Ceiling and floor.** ``ceiling`` (``REGWORKER_RESOLVE_RATE_LIMIT``) is never
+  exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
+
+Several workers sharing one account quota see about the same throttled share, so each
+cuts by the same factor; the climb is additive in calls/s (CUBIC's curve in absolute
+units above ``CUBIC_REFERENCE_RATE``, sub-linear below), which favours the smaller share,
+so their rates converge to a fair share, as AIMD's do. ``tests/flow_sim.py`` simulates
+it.
+
+Why not botocore's adaptive mode (or aiobotocore's ``AsyncClientRateLimiter``) as is? It
+decreases on every throttled answer, so a burst of throttles within one round trip
+compounds to its floor (the collapse this module replaces); it has no ceiling and no
+pacing until the first throttle. Its CUBIC curve is kept and reused here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from botocore.retries.throttling import CubicCalculator
+
+log = structlog.get_logger(__name__)
+
+FLOOR: Final = 0.5
+WINDOW_CALLS: Final = 20
+WINDOW_MIN_SECONDS: Final = 0.5
+# At low rates a window matures after this long, with however few answers it holds.
+WINDOW_MAX_SECONDS: Final = 3.0
+MARGIN_GAIN: Final = 3.0
+MAX_MARGIN: Final = 0.2
+MIN_BETA: Final = 0.7
+WINDOW_GROWTH: Final = 1.5
+SLOW_START_DOUBLING_SECONDS: Final = 1.0
+# botocore's CUBIC scale (0.4 calls/s per s^3) holds from the reference rate; below it
+# the scale shrinks with the square root of the rate, or a quota of a few calls/s is
+# overshot many times over between two windows. (In proportion would make the climb
+# multiplicative, and workers sharing a quota would keep whatever shares they had.)
+CUBIC_SCALE: Final = 0.4
+CUBIC_REFERENCE_RATE: Final = 50.0
+# Smoothing of the round-trip time, as TCP's SRTT (RFC 6298).
+RTT_GAIN: Final = 0.125
+# Rate increases are logged when the rate has grown this much since the last line.
+LOG_GROWTH: Final = 1.25
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Window:
+    """Answers to calls sent since ``start``."""
+
+    start: float
+    start_rate: float
+    sent: int = 0
+    calls: int = 0
+    throttled: int = 0
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.calls if self.calls else 0.0
+
+
+class FlowController:
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        start_rate: float,
+        clock: Clock = time.monotonic,
+        name: str = "resolve_customer",
+    ) -> None:
+        self.ceiling = ceiling
+        self.name = name
+        self._clock = clock
+        now = clock()
+        self._floor = min(FLOOR, ceiling)
+        self._start_rate = max(self._floor, min(start_rate, ceiling))
+        self._slow_start_began: float | None = now
+        self._cubic: CubicCalculator | None = None
+        self._window = Window(start=now, start_rate=self._start_rate)
+        self._rtt = 0.0
+        self.decreases = 0
+        self.throttled = 0
+        self._logged_rate = self._start_rate
+
+    @property
+    def rate(self) -> float:
+        """The allowed call rate now, in calls per second."""
+        now = self._clock()
+        if self._slow_start_began is not None:
+            doublings = (now - self._slow_start_began) / SLOW_START_DOUBLING_SECONDS
+            rate = self._start_rate * 2 ** min(doublings, 64.0)
+        elif self._cubic is not None:
+            rate = self._cubic.success_received(now)
+        else:
+            rate = self.ceiling
+        cap = self._window.start_rate * WINDOW_GROWTH
+        return max(self._floor, min(self.ceiling, rate, cap))
+
+    def on_send(self) -> float:
+        """Count a call going out now; returns its send time, for ``on_answer``."""
+        self._window.sent += 1
+        return self._clock()
+
+    def on_answer(self, sent_at: float, *, throttled: bool) -> None:
+        """Record the answer to a call sent at ``sent_at`` (a ``clock()`` reading)."""
+        now = self._clock()
+        self._rtt += RTT_GAIN * ((now - sent_at) - self._rtt) if self._rtt else now - sent_at
+        if throttled:
+            self.throttled += 1
+        if sent_at < self._window.start:
+            return  # sent before the last decrease: already answered for
+        window = self._window
+        window.calls += 1
+        window.throttled += throttled
+        if not self._mature(window, now):
+            return
+        if window.throttled:
+            self._decrease(window, now)
+        else:
+            self._window = Window(start=sent_at, start_rate=self.rate)
+            self._note_growth()
+
+    def _mature(self, window: Window, now: float) -> bool:
+        elapsed = now - window.start
+        if elapsed >= WINDOW_MAX_SECONDS:
+            return True
+        return window.calls >= WINDOW_CALLS and elapsed >= max(WINDOW_MIN_SECONDS, self._rtt)
+
+    def _decrease(self, window: Window, now: float) -> None:
+        # As botocore does, start from the rate actually sent at: below the allowed
+        # rate when the worker had less work than that. A window that is all throttles
+        # says the quota is lower, not how much lower: hence the MIN_BETA bound.
+        old = self.rate
+        sent_rate = max(self._floor, min(old, window.sent / max(now - window.start, 1e-3)))
+        share = window.throttled_share
+        got_through = sent_rate * (1 - share)
+        below = got_through * (1 - min(MAX_MARGIN, MARGIN_GAIN * share))
+        new = max(self._floor, below, sent_rate * MIN_BETA)
+        # CUBIC's plateau (w_max) is the best guess of the quota: what got through. Its
+        # curve starts at w_max * beta = new and climbs back with time. When even the
+        # bounded cut stays above what got through, the curve starts flat at the new
+        # rate instead: no quick climb back into the throttling.
+        w_max = max(got_through, new)
+        self._cubic = CubicCalculator(
+            starting_max_rate=w_max,
+            start_time=now,
+            scale_constant=cubic_scale(w_max),
+            beta=new / w_max,
+        )
+        self._slow_start_began = None
+        self._window = Window(start=now, start_rate=new)
+        self.decreases += 1
+        self._logged_rate = new
+        log.info(
+            "flow_rate",
+            controller=self.name,
+            old=round(old, 2),
+            new=round(new, 2),
+            why=f"throttled {window.throttled} of {window.calls} calls in the last window",
+        )
+
+    def _note_growth(self) -> None:
+        rate = self.rate
+        at_ceiling = rate >= self.ceiling and self._logged_rate < self.ceiling
+        if at_ceiling or rate >= self._logged_rate * LOG_GROWTH:
+            why = "reached the ceiling" if at_ceiling else "no throttling: probing upwards"
+            log.info(
+                "flow_rate",
+                controller=self.name,
+                old=round(self._logged_rate, 2),
+                new=round(rate, 2),
+                why=why,
+            )
+            self._logged_rate = rate
+
+
+class Pacer:
+    """Spaces calls 1/rate apart at the controller's current rate. Idle time banks no
+    burst: a quiet minute is not a license for a minute's calls at once."""
+
+    def __init__(self, controller: FlowController, clock: Clock = time.monotonic) -> None:
+        self.controller = controller
+        self._clock = clock
+        self._next_slot = 0.0
+        self.waiting = 0
+
+    async def acquire(self) -> float:
+        """Wait for this caller's turn; returns the send time to report with the answer."""
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / self.controller.rate
+        if slot > now:
+            self.waiting += 1
+            try:
+                await asyncio.sleep(slot - now)
+            finally:
+                self.waiting -= 1
+        return self.controller.on_send()
+
+    def starts_within(self, seconds: float) -> int:
+        """How many calls the current rate starts within ``seconds`` from now."""
+        backlog = max(0.0, self._next_slot - self._clock())
+        return max(0, math.floor((seconds - backlog) * self.controller.rate))
+
+
+def cubic_scale(w_max: float) -> float:
+    return CUBIC_SCALE * min(1.0, math.sqrt(w_max / CUBIC_REFERENCE_RATE))
