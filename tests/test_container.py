@@ -131,7 +131,7 @@ def test_entrypoint_is_the_console_script() -> None:
 def test_default_command_is_a_real_sub_command() -> None:
     command = exec_form(runtime().last("CMD"))
     assert command == ["run"]
-    assert build_parser().parse_args(command).command == "run"
+    assert build_parser(command[0]).parse_args(command).command == "run"
 
 
 def test_image_installs_no_dev_dependencies() -> None:
@@ -300,7 +300,7 @@ def test_regworker_services_share_the_image_built_here() -> None:
 @pytest.mark.parametrize("name", sorted(REGWORKER_SERVICES))
 def test_every_command_is_a_regworker_sub_command(name: str) -> None:
     args = command(name)
-    parsed = build_parser().parse_args(args)  # SystemExit (a test error) if not
+    parsed = build_parser(args[0]).parse_args(args)  # SystemExit (a test error) if not
     assert parsed.command == args[0]
 
 
@@ -412,3 +412,23 @@ def test_worker_settings_are_what_provision_prints(
     sqs = boto3.client("sqs")
     assert sqs.get_queue_url(QueueName=fresh)["QueueUrl"] == printed["REGWORKER_QUEUE_URL"]
     capsys.readouterr()
+
+
+def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
+    """`regworker run` imports its own command only: no operator tool, no local
+    stand-in, no YAML, no aiohttp server (they cost start-up time and memory)."""
+    probe = (
+        "import sys\n"
+        "from worker.cli import build_parser\n"
+        "build_parser('run').parse_args(['run'])\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    tools = {"worker.dlq", "worker.provision", "worker.demo", "worker.emulator", "worker.enqueue"}
+    assert "worker.service" in loaded
+    assert loaded.isdisjoint(tools | {"worker.sandbox", "worker.resolve_customer", "yaml"})
+    assert "aiohttp.web" not in loaded

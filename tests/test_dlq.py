@@ -727,7 +727,7 @@ def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str])
 @pytest.mark.parametrize("action", ["stats", "peek", "replay", "redrive"])
 def test_help_has_examples(action: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["dlq", action, "--help"])
+        build_parser("dlq").parse_args(["dlq", action, "--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
     assert f"regworker dlq {action}" in text.split("examples:")[1]
@@ -818,7 +818,7 @@ def test_progress_bar_only_for_long_runs_on_a_terminal() -> None:
 
 def test_localstack_option_builds_a_localstack_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCALSTACK_HOST", "127.0.0.1:4599")
-    args = build_parser().parse_args(
+    args = build_parser("dlq").parse_args(
         ["dlq", "stats", "--localstack", "--dlq-url", "http://127.0.0.1:4599/000000000000/q"]
     )
     target = target_from(args, {})

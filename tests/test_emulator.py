@@ -522,7 +522,7 @@ def test_port_in_use_exits_1(emulator_process: EmulatorProcess) -> None:
 
 def test_help_has_description_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["emulator", "--help"])
+        build_parser("emulator").parse_args(["emulator", "--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
     assert "ResolveCustomer" in text

@@ -31,7 +31,7 @@ from worker.flow_control import FlowController, Pacer
 from worker.heartbeat import VisibilityHeartbeat
 from worker.pause import Pause
 from worker.provision import Resources, create_queues, provision
-from worker.publisher import Event, SnsPublisher
+from worker.publisher import Event, Outgoing, SnsPublisher
 from worker.sandbox import clean_environ, emulator_server
 from worker.service import RunReport, run_worker
 from worker.settings import Sink
@@ -298,9 +298,9 @@ async def test_failed_dead_letter_send_leaves_the_message_on_the_queue(
 class OversizeOneEntry(SnsPublisher):
     """Makes SNS refuse one entry of a batch (a message over 256 KiB)."""
 
-    def _entry(self, index: int, event: Event) -> Any:
-        entry = super()._entry(index, event)
-        if event["metadata"].get("refuse"):
+    def _entry(self, index: int, outgoing: Outgoing) -> Any:
+        entry = super()._entry(index, outgoing)
+        if outgoing.event["metadata"].get("refuse"):
             entry["Message"] = "x" * (256 * 1024 + 1)
         return entry
 

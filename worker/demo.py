@@ -184,7 +184,6 @@ def run_demo(sink: Sink, good: int) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the whole flow on a local AWS (moto) and the emulator",
         description="Start moto server and the ResolveCustomer emulator, enqueue a mixed"
         " batch, run the worker until the queue is drained and print what happened."
         " Needs the 'local' extra (pip install 'regworker[local]').",

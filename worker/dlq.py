@@ -1336,7 +1336,6 @@ def _add_action(
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dlq",
-        help="inspect and replay the dead-letter queue",
         description=_DESCRIPTION,
         epilog=_DLQ_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

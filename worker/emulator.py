@@ -396,7 +396,6 @@ real port (so --port 0 works). It stops on SIGINT or SIGTERM with exit code 0.""
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "emulator",
-        help="serve a local ResolveCustomer emulator",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -563,7 +563,6 @@ class ProgressBar:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "enqueue",
-        help="put registration tokens on the queue",
         description="Put registration tokens on the queue as the web tier does: each one is"
         " checked, wrapped in the JSON envelope and sent in batches of 10. Tokens are never"
         " printed: reports name them by line (or argument) and a 12-hex sha256 prefix.",

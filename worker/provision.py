@@ -419,7 +419,6 @@ def event_source_arg(value: str) -> str:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "provision",
-        help="create the queue, DLQ and sink the worker needs (idempotent)",
         description="Create (or find) the SQS queue, its DLQ with a redrive policy, and the"
         " sink: an EventBridge bus with a CustomerRegistered rule, or an SNS topic. Endpoints"
         " and credentials come from the standard AWS variables. Prints the REGWORKER_*"

@@ -7,6 +7,7 @@ which leaves only that message to come back from the queue.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.batcher import Batcher
@@ -20,6 +21,24 @@ if TYPE_CHECKING:
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
 
 Event = dict[str, Any]
+# Batch APIs take 256 KiB a call; entries carry some bytes beyond the event's JSON.
+ENTRY_OVERHEAD = 300
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event and its JSON, encoded once for both the size check and the call."""
+
+    event: Event
+    body: str
+
+    @classmethod
+    def of(cls, event: Event) -> Outgoing:
+        return cls(event, encode(event))
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + ENTRY_OVERHEAD
 
 
 class Publisher(Protocol):
@@ -35,26 +54,25 @@ class EventBridgePublisher:
         self._client = client
         self._bus = bus_name
         self._source = source
-        # PutEvents takes 256 KiB a call; events are small but metadata can grow them.
-        self._batcher: Batcher[Event, None] = Batcher(
-            "put-events", self._send, linger=linger, size_of=lambda e: len(encode(e)) + 200
+        self._batcher: Batcher[Outgoing, None] = Batcher(
+            "put-events", self._send, linger=linger, size_of=lambda o: o.size
         )
 
     async def publish(self, event: Event) -> None:
-        await self._batcher.submit(event)
+        await self._batcher.submit(Outgoing.of(event))
 
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _send(self, events: Sequence[Event]) -> list[BaseException | None]:
+    async def _send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
         entries: list[PutEventsRequestEntryTypeDef] = [
             {
                 "Source": self._source,
                 "DetailType": EVENT_TYPE,
-                "Detail": encode(event),
+                "Detail": outgoing.body,
                 "EventBusName": self._bus,
             }
-            for event in events
+            for outgoing in events
         ]
         answer = await self._client.put_events(Entries=entries)
         results = answer.get("Entries", [])
@@ -74,20 +92,21 @@ class SnsPublisher:
         self._client = client
         self._topic = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
-        self._batcher: Batcher[Event, None] = Batcher(
-            "publish-batch", self._send, linger=linger, size_of=lambda e: len(encode(e)) + 300
+        self._batcher: Batcher[Outgoing, None] = Batcher(
+            "publish-batch", self._send, linger=linger, size_of=lambda o: o.size
         )
 
     async def publish(self, event: Event) -> None:
-        await self._batcher.submit(event)
+        await self._batcher.submit(Outgoing.of(event))
 
     async def close(self) -> None:
         await self._batcher.close()
 
-    def _entry(self, index: int, event: Event) -> PublishBatchRequestEntryTypeDef:
+    def _entry(self, index: int, outgoing: Outgoing) -> PublishBatchRequestEntryTypeDef:
+        event = outgoing.event
         entry: PublishBatchRequestEntryTypeDef = {
             "Id": str(index),
-            "Message": encode(event),
+            "Message": outgoing.body,
             "MessageAttributes": {
                 "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
                 "product_code": {"DataType": "String", "StringValue": event["product_code"]},
@@ -101,7 +120,7 @@ class SnsPublisher:
             entry["MessageDeduplicationId"] = event["event_id"]
         return entry
 
-    async def _send(self, events: Sequence[Event]) -> list[BaseException | None]:
+    async def _send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
         answer = await self._client.publish_batch(
             TopicArn=self._topic,
             PublishBatchRequestEntries=[self._entry(i, e) for i, e in enumerate(events)],

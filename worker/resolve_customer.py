@@ -92,7 +92,6 @@ class CallFailed(Exception):
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "resolve-customer",
-        help="resolve a registration token, as `aws meteringmarketplace resolve-customer`",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

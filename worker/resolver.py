@@ -7,6 +7,7 @@ with capped, jittered exponential backoff until the time budget is spent; then t
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -84,6 +85,17 @@ class Resolver:
         """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
         once ``budget`` seconds of retrying are spent. ``first_sent_at``: the caller
         already took the pacer's turn for the first call (``Pacer.acquire``'s answer)."""
+        started = time.monotonic()
+        sent_at = first_sent_at if first_sent_at is not None else await self._pacer.acquire()
+        try:
+            return await self._call_once(token, sent_at)
+        except TransientError as error:
+            # Most calls succeed at once: tenacity's machinery is built for the others.
+            return await self._retry(token, budget - (time.monotonic() - started), error)
+
+    async def _retry(
+        self, token: str, budget: float, first_error: TransientError
+    ) -> ResolvedCustomer:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_random_exponential(multiplier=self._retry_base, max=self._retry_max),
@@ -93,12 +105,9 @@ class Resolver:
         )
         async for attempt in retrying:
             with attempt:
-                first = attempt.retry_state.attempt_number == 1
-                if first and first_sent_at is not None:
-                    sent_at = first_sent_at
-                else:
-                    sent_at = await self._pacer.acquire()
-                return await self._call_once(token, sent_at)
+                if attempt.retry_state.attempt_number == 1:
+                    raise first_error  # the call already made, so tenacity waits first
+                return await self._call_once(token, await self._pacer.acquire())
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _call_once(self, token: str, sent_at: float) -> ResolvedCustomer:

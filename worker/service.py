@@ -111,7 +111,6 @@ def build_idempotency(settings: Settings, clients: AwsClients) -> IdempotencySto
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="consume registration tokens until stopped",
         description="Consume tokens from REGWORKER_QUEUE_URL, resolve them with ResolveCustomer,"
         " publish CustomerRegistered and dead-letter poison messages. Settings come from"
         " REGWORKER_* variables (and .env); AWS endpoints and credentials from the standard"
