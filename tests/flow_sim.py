@@ -1,21 +1,27 @@
 """A deterministic simulation of flow controllers sharing one account quota.
 
-Time is a fake clock; each controller sends paced calls, the quota is a token bucket
-like the emulator's ``--tps`` (capacity one second of calls), and every answer comes
-back after ``latency`` seconds. No sockets, no sleeping: a minute runs in milliseconds.
+Time is a fake clock; no sockets, no sleeping: a minute runs in milliseconds. Each
+controller stands for one worker: its pacer sends calls 1/rate apart; a message holds
+one of ``max_in_flight`` slots from its first call until it succeeds, and a throttled
+call is retried after a jittered exponential wait (as the resolver's tenacity does),
+still holding its slot, so a worker slowed by retries sends less than its rate allows.
+The quota is a token bucket like the emulator's ``--tps`` (capacity one second of
+calls); answers come back ``latency`` seconds after the call.
 
-Work is either endless (``backlog=None``: always a call to make) or a list of messages,
-each throttled a given number of times whatever the rate (the emulator's
-``throttle-N-`` tokens); a throttled message is retried ``retry_after`` seconds later.
+Work is either endless (``backlog=None``) or a list of messages, each throttled a given
+number of times whatever the rate (the emulator's ``throttle-N-`` tokens).
 """
 
 from __future__ import annotations
 
 import heapq
+import random
 from collections import deque
 from dataclasses import dataclass, field
 
 from worker.flow_control import FlowController
+
+SEND, ANSWER, RETRY = 0, 1, 2
 
 
 @dataclass
@@ -59,21 +65,47 @@ class Tally:
 
 
 @dataclass
+class Message:
+    throttles_left: int
+    tries: int = 0
+
+
+@dataclass
+class Worker:
+    controller: FlowController
+    tally: Tally = field(default_factory=Tally)
+    in_flight: int = 0
+    ready: deque[Message] = field(default_factory=deque)  # retries whose wait is over
+    ticking: bool = False
+
+
+@dataclass
 class Simulation:
     controllers: list[FlowController]
     clock: FakeClock
     quota: float = 0.0
     latency: float = 0.02
-    retry_after: float = 0.3
-    tallies: list[Tally] = field(init=False)
-    _events: list[tuple[float, int, int, float, int]] = field(init=False, default_factory=list)
+    max_in_flight: int = 50
+    retry_base: float = 0.2
+    retry_max: float = 5.0
+    seed: int = 1
+    workers: list[Worker] = field(init=False)
+    _events: list[tuple[float, int, int, int, float, Message | None]] = field(
+        init=False, default_factory=list
+    )
+    _order: int = field(init=False, default=0)
     _bucket: Bucket = field(init=False)
     _backlog: deque[int] | None = field(init=False, default=None)
-    _idle: set[int] = field(init=False, default_factory=set)
+    _pending: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.tallies = [Tally() for _ in self.controllers]
+        self.workers = [Worker(controller) for controller in self.controllers]
         self._bucket = Bucket(self.quota)
+        self._rng = random.Random(self.seed)
+
+    @property
+    def tallies(self) -> list[Tally]:
+        return [worker.tally for worker in self.workers]
 
     def run(
         self,
@@ -85,55 +117,78 @@ class Simulation:
         """Run until ``seconds`` or until the backlog is done; returns the end time.
         ``backlog``: one entry per message, how many times it is throttled first."""
         self._backlog = None if backlog is None else deque(backlog)
-        for index, start in enumerate(starts or [0.0] * len(self.controllers)):
-            heapq.heappush(self._events, (start, 1, index, 0.0, 0))
+        self._pending = 0 if backlog is None else len(backlog)
+        for index, start in enumerate(starts or [0.0] * len(self.workers)):
+            self._schedule(start, SEND, index)
         while self._events:
-            when, kind, index, sent_at, extra = heapq.heappop(self._events)
+            when, kind, _, index, sent_at, message = heapq.heappop(self._events)
             if when > seconds:
                 return seconds
             self.clock.now = when
-            if kind == 0:
-                self._answer(index, sent_at, extra)
-            elif kind == 1:
-                self._send(index)
-            else:  # a throttled message comes back for another try
-                self._requeue(extra)
-            if self._backlog is not None and self._finished():
+            worker = self.workers[index]
+            if kind == SEND:
+                self._send(index, worker)
+            elif kind == ANSWER and message is not None:
+                self._answer(index, worker, sent_at, message)
+            elif message is not None:  # RETRY: its wait is over
+                worker.ready.append(message)
+                self._wake(index, worker)
+            if self._backlog is not None and self._pending == 0:
                 return when
         return self.clock.now
 
-    def _finished(self) -> bool:
-        pending = any(kind != 1 for _, kind, *_ in self._events)
-        return not self._backlog and not pending
+    def _schedule(
+        self,
+        when: float,
+        kind: int,
+        index: int,
+        sent_at: float = 0.0,
+        message: Message | None = None,
+    ) -> None:
+        self._order += 1
+        heapq.heappush(self._events, (when, kind, self._order, index, sent_at, message))
 
-    def _send(self, index: int) -> None:
-        controller = self.controllers[index]
+    def _next_message(self, worker: Worker) -> Message | None:
+        if worker.ready:
+            return worker.ready.popleft()
+        if worker.in_flight >= self.max_in_flight:
+            return None
         if self._backlog is None:
-            throttles_left = 0
+            message = Message(0)
         elif self._backlog:
-            throttles_left = self._backlog.popleft()
+            message = Message(self._backlog.popleft())
         else:
-            self._idle.add(index)
-            return
-        sent = controller.on_send()
-        refused = not self._bucket.take(self.clock.now) or throttles_left > 0
-        code = throttles_left if refused else -1
-        heapq.heappush(self._events, (self.clock.now + self.latency, 0, index, sent, code))
-        heapq.heappush(self._events, (self.clock.now + 1.0 / controller.rate, 1, index, 0.0, 0))
+            return None
+        worker.in_flight += 1
+        return message
 
-    def _answer(self, index: int, sent_at: float, code: int) -> None:
-        throttled = code >= 0
-        self.controllers[index].on_answer(sent_at, throttled=throttled)
-        tally = self.tallies[index]
-        (tally.throttles if throttled else tally.successes).append(self.clock.now)
-        if throttled and self._backlog is not None:
-            left = max(0, code - 1)
-            heapq.heappush(self._events, (self.clock.now + self.retry_after, 2, index, 0.0, left))
-
-    def _requeue(self, throttles_left: int) -> None:
-        if self._backlog is None:
+    def _send(self, index: int, worker: Worker) -> None:
+        message = self._next_message(worker)
+        if message is None:
+            worker.ticking = False  # app-limited: wait for a slot or a retry
             return
-        self._backlog.appendleft(throttles_left)
-        for index in self._idle:
-            heapq.heappush(self._events, (self.clock.now, 1, index, 0.0, 0))
-        self._idle.clear()
+        worker.ticking = True
+        sent_at = worker.controller.on_send()
+        refused = not self._bucket.take(self.clock.now) or message.throttles_left > 0
+        message.throttles_left = max(0, message.throttles_left - 1) if refused else -1
+        self._schedule(self.clock.now + self.latency, ANSWER, index, sent_at, message)
+        self._schedule(self.clock.now + 1.0 / worker.controller.rate, SEND, index)
+
+    def _answer(self, index: int, worker: Worker, sent_at: float, message: Message) -> None:
+        throttled = message.throttles_left >= 0
+        worker.controller.on_answer(sent_at, throttled=throttled)
+        if not throttled:
+            worker.tally.successes.append(self.clock.now)
+            worker.in_flight -= 1
+            self._pending -= 1
+            self._wake(index, worker)
+            return
+        worker.tally.throttles.append(self.clock.now)
+        message.tries += 1
+        ceiling = min(self.retry_max, self.retry_base * 2**message.tries)
+        self._schedule(self.clock.now + self._rng.uniform(0, ceiling), RETRY, index, 0.0, message)
+
+    def _wake(self, index: int, worker: Worker) -> None:
+        if not worker.ticking:
+            worker.ticking = True
+            self._schedule(self.clock.now, SEND, index)

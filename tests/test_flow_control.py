@@ -189,9 +189,39 @@ async def test_idle_time_does_not_bank_a_burst() -> None:
     assert time.monotonic() - started >= 0.14  # 3 gaps of 50 ms after the first
 
 
-def test_starts_within_counts_the_turns_already_promised() -> None:
+class SetRate(FlowController):
+    """A controller whose rate the test sets."""
+
+    set_to = 1.0
+
+    @property
+    def rate(self) -> float:
+        return self.set_to
+
+
+async def test_a_rate_change_applies_to_the_next_turn_not_after_the_queue() -> None:
+    """Twenty callers queue at 10/s; the rate then rises to 200/s: the queue drains at
+    the new rate (0.1 s), not at the rate it queued at (2 s)."""
+    controller = SetRate(200, start_rate=10)
+    controller.set_to = 10.0
+    pacer = Pacer(controller)
+    queued = [asyncio.create_task(pacer.acquire()) for _ in range(20)]
+    await asyncio.sleep(0.15)  # two turns at 10/s
+    assert pacer.waiting >= 17
+    controller.set_to = 200.0
+    started = time.monotonic()
+    await asyncio.gather(*queued)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_starts_within_counts_the_callers_already_waiting() -> None:
     clock = FakeClock()
     pacer = Pacer(FlowController(10, start_rate=10, clock=clock), clock=clock)
     assert pacer.starts_within(2.0) == 20
-    pacer._next_slot = clock.now + 1.0  # ten callers already wait for their turns
-    assert pacer.starts_within(2.0) == 10
+    waiting = [asyncio.create_task(pacer.acquire()) for _ in range(6)]
+    await asyncio.sleep(0)  # the first takes its turn at once, five wait
+    assert pacer.starts_within(2.0) == 15
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert pacer.waiting == 0

@@ -35,6 +35,10 @@ RECEIVE_BACKOFF_MAX = 30.0
 # A receive answers in milliseconds when messages are waiting, so two seconds of starts
 # in hand keep the pacer fed; holding more only hides messages from other workers.
 INTAKE_HORIZON_SECONDS = 2.0
+# With --until-empty an empty queue ends the run, so a long poll of 20 s would only add
+# 20 s to every batch job: receives wait at most this long (they still answer at once
+# when messages are there).
+UNTIL_EMPTY_WAIT_SECONDS = 1
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -112,9 +116,12 @@ class Consumer:
         self._lanes: dict[asyncio.Task[None], Lane] = {}
         self._stopping = asyncio.Event()
         self._empty_polls = 0
+        self._wait_seconds = settings.wait_time_seconds
 
     async def run(self, stop: asyncio.Event, *, until_empty: bool = False) -> None:
         """Consume until ``stop`` is set (or, with ``until_empty``, the queue is drained)."""
+        if until_empty:
+            self._wait_seconds = min(self._wait_seconds, UNTIL_EMPTY_WAIT_SECONDS)
         receivers = [
             asyncio.create_task(self._receive_loop(), name=f"receiver-{n}")
             for n in range(self._settings.receive_concurrency)
@@ -142,7 +149,7 @@ class Consumer:
         server's side, and nobody reads them: they would stay invisible for the whole
         visibility timeout. So polls in flight are let finish (at most the wait time)
         and what they bring is handed back at once."""
-        _, late = await asyncio.wait(receivers, timeout=self._settings.wait_time_seconds + 5)
+        _, late = await asyncio.wait(receivers, timeout=self._wait_seconds + 5)
         for task in late:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
@@ -158,7 +165,7 @@ class Consumer:
             try:
                 messages = await self._queue.receive(
                     wanted,
-                    self._settings.wait_time_seconds,
+                    self._wait_seconds,
                     self._settings.visibility_timeout_seconds,
                 )
             except Exception as error:

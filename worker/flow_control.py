@@ -204,34 +204,43 @@ class FlowController:
 
 
 class Pacer:
-    """Spaces calls 1/rate apart at the controller's current rate. Idle time banks no
-    burst: a quiet minute is not a license for a minute's calls at once. A turn less
-    than ``PACER_TOLERANCE_SECONDS`` away is taken at once: at high rates a timer per call
+    """Gives callers their turns one after another, each 1/rate after the last, at the
+    rate current at that turn: a change of rate applies to the very next turn, not after
+    a queue of turns already handed out at the old rate. Idle time banks no burst: a
+    quiet minute is not a license for a minute's calls at once. A turn less than
+    ``PACER_TOLERANCE_SECONDS`` away is taken at once: at high rates a timer per call
     would cost more than the call's own bookkeeping."""
 
     def __init__(self, controller: FlowController, clock: Clock = time.monotonic) -> None:
         self.controller = controller
         self._clock = clock
-        self._next_slot = 0.0
+        self._last_turn = -math.inf
+        self._turns = asyncio.Lock()
         self.waiting = 0
 
     async def acquire(self) -> float:
         """Wait for this caller's turn; returns the send time to report with the answer."""
-        now = self._clock()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + 1.0 / self.controller.rate
-        if slot - now >= PACER_TOLERANCE_SECONDS:
-            self.waiting += 1
-            try:
-                await asyncio.sleep(slot - now)
-            finally:
-                self.waiting -= 1
+        self.waiting += 1
+        try:
+            async with self._turns:
+                while True:
+                    spacing = 1.0 / self.controller.rate
+                    due = self._last_turn + spacing
+                    now = self._clock()
+                    if due - now < PACER_TOLERANCE_SECONDS:
+                        break
+                    await asyncio.sleep(due - now)
+                # A wake-up a little late does not slow the rate down; after idle time
+                # the turn counts from now.
+                self._last_turn = due if now - due < spacing else now
+        finally:
+            self.waiting -= 1
         return self.controller.on_send()
 
     def starts_within(self, seconds: float) -> int:
-        """How many calls the current rate starts within ``seconds`` from now."""
-        backlog = max(0.0, self._next_slot - self._clock())
-        return max(0, math.floor((seconds - backlog) * self.controller.rate))
+        """How many more calls the current rate starts within ``seconds`` from now,
+        beyond the callers already waiting for their turns."""
+        return max(0, math.floor(seconds * self.controller.rate) - self.waiting)
 
 
 def cubic_scale(w_max: float) -> float:
