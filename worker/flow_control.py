@@ -11,7 +11,7 @@ path's capacity:
   least half a second and a round trip. The first throttle of a mature window decreases the
   rate, scaled by the window's throttled share (DCTCP's idea): to a margin below what
   got through, the margin growing with the share, never below ``MIN_BETA`` of what was
-  sent (CUBIC's own beta). One throttle among 50 calls costs 8%; a flood costs 30% a
+  sent (CUBIC's own beta). One throttle among 50 calls costs 4%; a flood costs 30% a
   window until the throttling stops. Answers to calls sent before a decrease are no new signal.
 - **Increase with time.** After a decrease the rate climbs back along botocore's CUBIC
   curve (``botocore.retries.throttling.CubicCalculator``, the curve the SDK's adaptive
@@ -53,7 +53,7 @@ WINDOW_CALLS: Final = 20
 WINDOW_MIN_SECONDS: Final = 0.5
 # At low rates a window matures after this long, with however few answers it holds.
 WINDOW_MAX_SECONDS: Final = 3.0
-MARGIN_GAIN: Final = 3.0
+MARGIN_GAIN: Final = 1.0
 MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
 WINDOW_GROWTH: Final = 1.5

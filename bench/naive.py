@@ -1,0 +1,88 @@
+"""Naive baseline for bench/compare.py: the textbook boto3 loop, one call at a time.
+
+Receive up to 10 messages (1 s long poll), then for each message in turn: resolve it
+with ResolveCustomer, publish its event with SNS Publish, delete it. No concurrency, no
+batching, no error handling.
+
+It stops once it has processed ``--count`` messages, or after ``--idle-receives`` empty
+receives in a row once at least one message was processed. Endpoints and credentials
+come from the standard AWS_* variables. Pickup-to-publish per message (receive answer
+to that message's publish answer, in ms) goes to ``--latency-out``, one integer a line;
+one JSON summary line goes to stdout.
+
+    .venv/bin/python bench/naive.py --queue-url URL --topic-arn ARN --count 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import boto3
+
+from worker.events import ResolvedCustomer, customer_registered, encode
+from worker.request import RegistrationRequest
+
+
+def event_body(token: str, product_code: str, customer_identifier: str | None) -> str:
+    """The same CustomerRegistered payload the worker publishes."""
+    customer = ResolvedCustomer(product_code, customer_identifier=customer_identifier)
+    return encode(customer_registered(RegistrationRequest(token, "token"), customer))
+
+
+def consume(args: argparse.Namespace) -> list[int]:
+    """Process messages until done; answers pickup-to-publish ms per message."""
+    session = boto3.Session()
+    sqs = session.client("sqs")
+    metering = session.client("meteringmarketplace")
+    sns = session.client("sns")
+    latencies: list[int] = []
+    empty = 0
+    while len(latencies) < args.count and not (latencies and empty >= args.idle_receives > 0):
+        messages = sqs.receive_message(
+            QueueUrl=args.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        received = time.monotonic()
+        empty = 0 if messages else empty + 1
+        for message in messages:
+            token = message.get("Body", "")
+            answer = metering.resolve_customer(RegistrationToken=token)
+            body = event_body(token, answer["ProductCode"], answer.get("CustomerIdentifier"))
+            sns.publish(TopicArn=args.topic_arn, Message=body)
+            latencies.append(int((time.monotonic() - received) * 1000))
+            sqs.delete_message(QueueUrl=args.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return latencies
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--topic-arn", required=True)
+    parser.add_argument("--count", type=int, required=True, help="stop after this many")
+    parser.add_argument(
+        "--idle-receives",
+        type=int,
+        default=3,
+        help="stop after this many empty receives in a row, 0 never (%(default)s)",
+    )
+    parser.add_argument("--latency-out", type=Path, help="pickup-to-publish ms, one a line")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    latencies = consume(args)
+    if args.latency_out is not None:
+        args.latency_out.write_text("".join(f"{ms}\n" for ms in latencies))
+    seconds = round(time.monotonic() - started, 3)
+    print(json.dumps({"processed": len(latencies), "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

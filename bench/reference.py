@@ -1,0 +1,179 @@
+"""Reference pipeline for bench/compare.py: the best simple thing, no reliability features.
+
+16 asyncio lanes share one set of aiobotocore clients (opened once, a pool of 64
+connections). Each lane loops: receive up to 10 messages (1 s long poll), resolve them
+all at once with ResolveCustomer, publish the events with one SNS PublishBatch, delete
+the messages with one DeleteMessageBatch. No parsing, no rate limit, no retries, no
+DLQ: an error ends the run with a traceback.
+
+It stops once it has processed ``--count`` messages, or when receives come back empty
+``--idle-receives`` times in a row (across lanes) after at least one message. Endpoints
+and credentials come from the standard AWS_* variables (the worker's environment works).
+Pickup-to-publish per message (receive answer to publish answer, in ms) goes to
+``--latency-out``, one integer a line; one JSON summary line goes to stdout.
+
+    .venv/bin/python bench/reference.py --queue-url URL --topic-arn ARN --count 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from worker.events import ResolvedCustomer, customer_registered, encode
+from worker.request import RegistrationRequest
+
+if TYPE_CHECKING:
+    from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
+    from types_aiobotocore_meteringmarketplace.type_defs import ResolveCustomerResultTypeDef
+    from types_aiobotocore_sns.client import SNSClient
+    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
+    from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+LANES: Final = 16
+POOL: Final = 64
+BATCH: Final = 10
+WAIT_SECONDS: Final = 1
+
+
+@dataclass(frozen=True)
+class Clients:
+    sqs: SQSClient
+    metering: MarketplaceMeteringClient
+    sns: SNSClient
+
+
+@dataclass
+class Progress:
+    """Shared by the lanes: what is done, and whether to stop."""
+
+    count: int
+    idle_limit: int
+    processed: int = 0
+    empty_in_a_row: int = 0
+    latencies_ms: list[int] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        if self.processed >= self.count:
+            return True
+        idle = self.idle_limit > 0 and self.empty_in_a_row >= self.idle_limit
+        return idle and self.processed > 0
+
+    def record_receive(self, received: int) -> None:
+        self.empty_in_a_row = 0 if received else self.empty_in_a_row + 1
+
+
+def event_body(token: str, answer: ResolveCustomerResultTypeDef) -> str:
+    """The same CustomerRegistered payload the worker publishes."""
+    customer = ResolvedCustomer(
+        product_code=answer["ProductCode"],
+        customer_identifier=answer.get("CustomerIdentifier") or None,
+        customer_aws_account_id=answer.get("CustomerAWSAccountId") or None,
+        license_arn=answer.get("LicenseArn") or None,
+    )
+    return encode(customer_registered(RegistrationRequest(token, "token"), customer))
+
+
+async def handle_batch(
+    clients: Clients, args: argparse.Namespace, messages: list[MessageTypeDef]
+) -> float:
+    """Resolve, publish, delete one received batch; answers when the publish returned."""
+    answers = await asyncio.gather(
+        *(clients.metering.resolve_customer(RegistrationToken=m.get("Body", "")) for m in messages)
+    )
+    entries: list[PublishBatchRequestEntryTypeDef] = [
+        {"Id": str(n), "Message": event_body(m.get("Body", ""), answer)}
+        for n, (m, answer) in enumerate(zip(messages, answers, strict=True))
+    ]
+    await clients.sns.publish_batch(TopicArn=args.topic_arn, PublishBatchRequestEntries=entries)
+    published = time.monotonic()
+    await clients.sqs.delete_message_batch(
+        QueueUrl=args.queue_url,
+        Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+        ],
+    )
+    return published
+
+
+async def lane(clients: Clients, args: argparse.Namespace, progress: Progress) -> None:
+    while not progress.finished:
+        answer = await clients.sqs.receive_message(
+            QueueUrl=args.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=WAIT_SECONDS
+        )
+        received = time.monotonic()
+        messages = answer.get("Messages", [])
+        progress.record_receive(len(messages))
+        if not messages:
+            continue
+        published = await handle_batch(clients, args, messages)
+        progress.latencies_ms.extend([int((published - received) * 1000)] * len(messages))
+        progress.processed += len(messages)
+
+
+async def run(args: argparse.Namespace) -> Progress:
+    config = AioConfig(max_pool_connections=POOL)
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    session = get_session()
+    async with AsyncExitStack() as stack:
+        clients = Clients(
+            sqs=await stack.enter_async_context(
+                session.create_client("sqs", region_name=region, config=config)
+            ),
+            metering=await stack.enter_async_context(
+                session.create_client("meteringmarketplace", region_name=region, config=config)
+            ),
+            sns=await stack.enter_async_context(
+                session.create_client("sns", region_name=region, config=config)
+            ),
+        )
+        progress = Progress(args.count, args.idle_receives)
+        async with asyncio.TaskGroup() as group:
+            for _ in range(args.lanes):
+                group.create_task(lane(clients, args, progress))
+    return progress
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--topic-arn", required=True)
+    parser.add_argument("--count", type=int, required=True, help="stop after this many")
+    parser.add_argument(
+        "--idle-receives",
+        type=int,
+        default=3,
+        help="stop after this many empty receives in a row, 0 never (%(default)s)",
+    )
+    parser.add_argument("--lanes", type=int, default=LANES, help="(%(default)s)")
+    parser.add_argument("--latency-out", type=Path, help="pickup-to-publish ms, one a line")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    progress = asyncio.run(run(args))
+    if args.latency_out is not None:
+        args.latency_out.write_text("".join(f"{ms}\n" for ms in progress.latencies_ms))
+    seconds = round(time.monotonic() - started, 3)
+    print(json.dumps({"processed": progress.processed, "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
