@@ -19,6 +19,8 @@ help:
 	@echo "make localstack        install LocalStack $(LOCALSTACK_VERSION) into .localstack (no Docker)"
 	@echo "make test-localstack   the worker's integration tests on LocalStack"
 	@echo "make chaos | chaos-short   kill workers while they drain a queue, account for every token"
+	@echo "make bench   the worker beside a bare aiobotocore pipeline and the naive loop (bench/README.md)"
+	@echo "make soak    100,000 messages through one worker: RSS and rate from start to end"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +67,7 @@ CHAOS_TOKENS ?= 3000
 CHAOS_WORKERS ?= 4
 CHAOS_FLAGS ?=
 
-.PHONY: localstack test-localstack chaos chaos-short
+.PHONY: localstack test-localstack chaos chaos-short bench soak
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
@@ -90,3 +92,11 @@ chaos: venv localstack
 chaos-short: venv localstack
 	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 100 --kill-every 4 \
 		--json-out bench/results/chaos-short.json $(CHAOS_FLAGS)
+
+# Side by side on host LocalStack and the emulator; figures are ratios from one run.
+BENCH_FLAGS ?=
+bench: venv localstack
+	$(BIN)/python bench/compare.py --json-out bench/results/compare.json $(BENCH_FLAGS)
+
+soak: venv localstack
+	$(BIN)/python bench/compare.py --scenarios soak --json-out bench/results/soak.json $(BENCH_FLAGS)

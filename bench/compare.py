@@ -84,6 +84,10 @@ if TYPE_CHECKING:
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REGWORKER: Final = Path(sys.executable).parent / "regworker"
 LIFTED_CEILING: Final = 10_000
+# --profile: py-spy samples the pipeline runs from outside the process (100 Hz, raw
+# stacks); bench/profile_summary.py reads them. Its CPU figures then include py-spy's.
+PY_SPY: Final = (str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100")
+PY_SPY_OUT: Final = ("--format", "raw", "-o")
 SETTLED: Final = frozenset({"published", "dead_lettered", "duplicate"})
 ENQUEUE_THREADS: Final = 16
 ENQUEUE_CHUNK: Final = 200
@@ -177,8 +181,8 @@ class Child:
 
     def summary(self) -> dict[str, Any]:
         """The JSON line reference.py and naive.py print on stdout."""
-        lines = self.stdout.read_text().strip().splitlines()
-        return dict(json.loads(lines[-1])) if lines else {}
+        lines = [line for line in self.stdout.read_text().splitlines() if line.startswith("{")]
+        return dict(json.loads(lines[-1])) if lines else {}  # py-spy may print after it
 
     def latencies(self) -> list[int]:
         if not self.latency_out.exists():
@@ -437,16 +441,34 @@ class Bench:
         slug = "".join(c if c.isalnum() else "-" for c in label).strip("-")
         return self.log_dir / f"{self.runs:02d}-{scenario}-{slug}.log"
 
-    def start(self, label: str, command: Sequence[str], env: dict[str, str], log: Path) -> Child:
+    def start(
+        self,
+        label: str,
+        command: Sequence[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        profile: bool = False,
+    ) -> Child:
+        if profile:
+            out = log.with_suffix(".profile.txt")
+            say(f"[profile] {label}: py-spy raw samples to {out}")
+            command = [*PY_SPY, *PY_SPY_OUT, str(out), "--", *command]
         child = Child(label, command, env, log, self.log_dir)
         self.children.append(child)
         return child
 
     def start_worker(
-        self, scenario: str, label: str, env: dict[str, str], *, until_empty: bool = True
+        self,
+        scenario: str,
+        label: str,
+        env: dict[str, str],
+        *,
+        until_empty: bool = True,
+        profile: bool = False,
     ) -> Child:
         command = [str(REGWORKER), "run", *(["--until-empty"] if until_empty else [])]
-        return self.start(label, command, env, self.log_path(scenario, label))
+        return self.start(label, command, env, self.log_path(scenario, label), profile=profile)
 
     def start_script(
         self,
@@ -456,6 +478,7 @@ class Bench:
         resources: Resources,
         count: int,
         *extra: str,
+        profile: bool = False,
     ) -> Child:
         """bench/reference.py or bench/naive.py on the run's queue and topic."""
         label = script.removesuffix(".py")
@@ -467,7 +490,7 @@ class Bench:
             *("--count", str(count), "--latency-out", str(log.with_suffix(".latency"))),
             *extra,
         ]
-        return self.start(label, command, self.child_env(emulator), log)
+        return self.start(label, command, self.child_env(emulator), log, profile=profile)
 
     def fill(self, queue_url: str, bodies: Sequence[str]) -> float:
         """Enqueue ``bodies`` from parallel threads; answers the seconds it took."""
@@ -580,7 +603,7 @@ def pipeline_worker(
         env = bench.worker_env(emulator, resources, **settings)
         filled = bench.fill(resources.queue_url, plain_bodies(count))
         say(f"[pipeline] {label}: {count} tokens enqueued in {filled:.1f}s; running")
-        child = bench.start_worker("pipeline", label, env)
+        child = bench.start_worker("pipeline", label, env, profile=bench.args.profile)
         measured = child.wait()
         done = deliveries(child.log)
         published = outcome_counts(done)["published"]
@@ -597,7 +620,8 @@ def pipeline_script(bench: Bench, script: str, count: int) -> PipelineRun:
         resources = bench.provision(f"pipe-{label}")
         filled = bench.fill(resources.queue_url, plain_bodies(count))
         say(f"[pipeline] {label}: {count} tokens enqueued in {filled:.1f}s; running")
-        child = bench.start_script(script, "pipeline", emulator, resources, count)
+        profile = bench.args.profile and script == "reference.py"
+        child = bench.start_script(script, "pipeline", emulator, resources, count, profile=profile)
         measured = child.wait()
         processed = int(child.summary().get("processed", 0))
         return PipelineRun(
@@ -1037,7 +1061,12 @@ def soak(bench: Bench) -> Table:
     count = bench.args.soak_count
     with emulator_server(["--latency-ms", "5"]) as emulator:
         resources = bench.provision("soak")
-        env = bench.worker_env(emulator, resources, resolve_rate_limit=LIFTED_CEILING)
+        env = bench.worker_env(
+            emulator,
+            resources,
+            resolve_rate_limit=LIFTED_CEILING,
+            resolve_start_rate=LIFTED_CEILING,
+        )
         filled = bench.fill(resources.queue_url, plain_bodies(count))
         say(f"[soak] {count} tokens enqueued in {filled:.1f}s ({count / filled:.0f}/s); running")
         child = bench.start_worker("soak", "worker", env)
@@ -1130,6 +1159,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="smoke test: pipeline 600 tokens, quota N = Q*20, latency 5 s, soak 5000",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="pipeline: run the worker and the reference under py-spy (bench/profile_summary.py)",
     )
     parser.add_argument(
         "--idempotency",

@@ -39,6 +39,7 @@ INTAKE_HORIZON_SECONDS = 2.0
 # 20 s to every batch job: receives wait at most this long (they still answer at once
 # when messages are there).
 UNTIL_EMPTY_WAIT_SECONDS = 1
+DRAINED_CHECK_SECONDS = 0.2
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -243,7 +244,7 @@ class Consumer:
 
     async def _stop_when_drained(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(DRAINED_CHECK_SECONDS)
             if self._lanes or not self._empty_polls:
                 continue
             try:
