@@ -37,6 +37,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -576,14 +577,39 @@ class PipelineRun:
 
 
 def pipeline(bench: Bench) -> Table:
-    """3000 plain tokens (default) through each contender, 20 ms ResolveCustomer."""
+    """3000 plain tokens (default) through each contender, 20 ms ResolveCustomer. With
+    ``--rounds N`` the worker and the reference alternate N times, each round's ratios
+    taken within the round; the notes give the medians (the machine is noisy)."""
     tokens = bench.args.tokens
-    runs = [pipeline_worker(bench, "worker", tokens)]
-    if bench.args.idempotency:
-        runs.append(pipeline_worker(bench, "worker+idempotency", tokens, idempotency=True))
-    reference = pipeline_script(bench, "reference.py", tokens)
-    naive = pipeline_script(bench, "naive.py", max(10, tokens // 10))
-    return pipeline_table(tokens, [*runs, reference, naive], reference)
+    tables = []
+    for round_number in range(1, bench.args.rounds + 1):
+        runs = [pipeline_worker(bench, "worker", tokens)]
+        if bench.args.idempotency:
+            runs.append(pipeline_worker(bench, "worker+idempotency", tokens, idempotency=True))
+        reference = pipeline_script(bench, "reference.py", tokens)
+        if round_number == 1:
+            runs.append(pipeline_script(bench, "naive.py", max(10, tokens // 10)))
+        tables.append(pipeline_table(tokens, [*runs, reference], reference))
+    return merge_rounds(tables)
+
+
+def merge_rounds(tables: Sequence[Table]) -> Table:
+    """One table with every round's rows (labelled ``#n`` after the first), and the
+    median ratios of the worker rows in the notes."""
+    merged = tables[0]
+    for number, table in enumerate(tables[1:], start=2):
+        merged.rows += [[f"{row[0]} #{number}", *row[1:]] for row in table.rows]
+    if len(tables) > 1:
+        columns = merged.columns
+        rate, cpu = columns.index("msg/s ratio"), columns.index("CPU ratio")
+        workers = [row for row in merged.rows if str(row[0]).split(" ")[0] == "worker"]
+        merged.notes.insert(
+            0,
+            f"median over {len(tables)} rounds: msg/s ratio"
+            f" {statistics.median(float(r[rate]) for r in workers):.2f},"
+            f" CPU ratio {statistics.median(float(r[cpu]) for r in workers):.2f}",
+        )
+    return merged
 
 
 def pipeline_worker(
@@ -1148,6 +1174,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma list of {', '.join(SCENARIOS)} (default {DEFAULT_SCENARIOS})",
     )
     parser.add_argument("--tokens", type=int, help="pipeline tokens (3000; --quick 600)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="pipeline: worker and reference alternate N times"
+    )
     parser.add_argument(
         "--mixed-order",
         choices=("listed", "shuffled"),
