@@ -559,7 +559,7 @@ class PipelineRun:
     measured: Measured
     processed: int
     left: int
-    tail_seconds: float | None  # exit minus the last message_done (worker only)
+    tail_seconds: float | None  # exit minus the last settled message (worker only)
 
     @property
     def rate(self) -> float:
@@ -711,8 +711,8 @@ def pipeline_table(tokens: int, runs: Sequence[PipelineRun], reference: Pipeline
         " ratios are worker / reference; targets: msg/s ratio >= 0.9, CPU ratio <= 1.15"
     )
     table.notes.append(
-        "drain tail = worker exit minus its last message_done: the --until-empty"
-        " detection and shutdown (long polls of REGWORKER_WAIT_TIME_SECONDS are let finish);"
+        "drain tail = worker exit minus its last settled message: the --until-empty"
+        " detection (an empty 1 s poll, then the queue's depth) and shutdown;"
         " msg/s w/o tail is for information, the ratios and targets use msg/s"
     )
     return table

@@ -133,6 +133,35 @@ def test_a_long_flood_drives_the_rate_down_but_never_below_the_floor() -> None:
     assert controller.rate < 0.2 * 50
 
 
+def test_one_throttle_after_idle_time_costs_one_window_not_the_rate() -> None:
+    clock = FakeClock()
+    controller = FlowController(20, start_rate=20, clock=clock)
+    answer(controller, clock, 100, throttled=0)
+    clock.now += 60.0  # a quiet minute
+    with capture_logs() as logs:
+        answer(controller, clock, 60, throttled=1)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 1
+    assert cuts[0]["new"] >= 0.7 * cuts[0]["old"] - 0.01
+
+
+def test_a_late_throttle_still_counts_after_a_clean_window_rolls_over() -> None:
+    clock = FakeClock()
+    controller = FlowController(50, start_rate=50, clock=clock)
+    slow = controller.on_send()  # answered only after its window has rolled over
+    answer(controller, clock, 60, throttled=0)
+    assert controller.decreases == 0
+    controller.on_answer(slow, throttled=True)
+    answer(controller, clock, 60, throttled=0)
+    assert controller.throttled == 1
+    assert controller.decreases == 1
+
+
+def test_a_ceiling_under_one_call_per_horizon_still_lets_a_message_in() -> None:
+    pacer = Pacer(FlowController(0.2, start_rate=0.2))
+    assert pacer.starts_within(2.0) == 1
+
+
 @pytest.mark.parametrize(("quota", "throttles_per_success"), [(5.0, 0.3), (20.0, 0.1)])
 def test_one_controller_finds_an_unknown_quota(quota: float, throttles_per_success: float) -> None:
     """Goodput within 10% of the quota with a ceiling ten times above it. At a few calls

@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(arguments)
-    handler: Handler = args.handler
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:  # e.g. "regworker -- run": no sub-command was selected
+        parser.error("give the command first, e.g. regworker run")
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ INTAKE_HORIZON_SECONDS = 2.0
 # when messages are there).
 UNTIL_EMPTY_WAIT_SECONDS = 1
 DRAINED_CHECK_SECONDS = 0.2
+INTAKE_RECHECK_SECONDS = 0.05
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -199,7 +200,9 @@ class Consumer:
                 self._slots.give_back(wanted - max(allowed, 0))
                 return max(allowed, 0)
             self._slots.give_back(wanted)
-            await asyncio.sleep(min(1.0, 1.0 / self._pacer.controller.rate))
+            await asyncio.sleep(
+                min(1.0, max(INTAKE_RECHECK_SECONDS, 1.0 / self._pacer.controller.rate))
+            )
 
     async def _back_off(self, failures: int, error: Exception) -> None:
         delay = min(RECEIVE_BACKOFF_MAX, 0.5 * 2 ** min(failures, 10))

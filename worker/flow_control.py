@@ -79,6 +79,7 @@ class Window:
 
     start: float
     start_rate: float
+    last_send: float = -math.inf
     sent: int = 0
     calls: int = 0
     throttled: int = 0
@@ -106,6 +107,7 @@ class FlowController:
         self._slow_start_began: float | None = now
         self._cubic: CubicCalculator | None = None
         self._window = Window(start=now, start_rate=self._start_rate)
+        self._last_decrease = -math.inf
         self._rtt = 0.0
         self.decreases = 0
         self.throttled = 0
@@ -127,8 +129,15 @@ class FlowController:
 
     def on_send(self) -> float:
         """Count a call going out now; returns its send time, for ``on_answer``."""
-        self._window.sent += 1
-        return self._clock()
+        now = self._clock()
+        window = self._window
+        if now - window.last_send > WINDOW_MAX_SECONDS:
+            # A window's clock runs while calls go out, not through idle time: after a
+            # quiet spell it starts afresh, or its sent rate would be averaged over it.
+            self._window = window = Window(start=now, start_rate=window.start_rate)
+        window.last_send = now
+        window.sent += 1
+        return now
 
     def on_answer(self, sent_at: float, *, throttled: bool) -> None:
         """Record the answer to a call sent at ``sent_at`` (a ``clock()`` reading)."""
@@ -136,7 +145,7 @@ class FlowController:
         self._rtt += RTT_GAIN * ((now - sent_at) - self._rtt) if self._rtt else now - sent_at
         if throttled:
             self.throttled += 1
-        if sent_at < self._window.start:
+        if sent_at < self._last_decrease:
             return  # sent before the last decrease: already answered for
         window = self._window
         window.calls += 1
@@ -146,7 +155,7 @@ class FlowController:
         if window.throttled:
             self._decrease(window, now)
         else:
-            self._window = Window(start=sent_at, start_rate=self.rate)
+            self._window = Window(start=now, start_rate=self.rate)
             self._note_growth()
 
     def _mature(self, window: Window, now: float) -> bool:
@@ -177,6 +186,7 @@ class FlowController:
             beta=new / w_max,
         )
         self._slow_start_began = None
+        self._last_decrease = now
         self._window = Window(start=now, start_rate=new)
         self.decreases += 1
         self._logged_rate = new
@@ -218,8 +228,9 @@ class Pacer:
         self._turns = asyncio.Lock()
         self.waiting = 0
 
-    async def acquire(self) -> float:
-        """Wait for this caller's turn; returns the send time to report with the answer."""
+    async def acquire(self) -> None:
+        """Wait for this caller's turn. The caller reports the call itself with
+        ``controller.on_send()`` right before sending it."""
         self.waiting += 1
         try:
             async with self._turns:
@@ -235,12 +246,12 @@ class Pacer:
                 self._last_turn = due if now - due < spacing else now
         finally:
             self.waiting -= 1
-        return self.controller.on_send()
 
     def starts_within(self, seconds: float) -> int:
         """How many more calls the current rate starts within ``seconds`` from now,
         beyond the callers already waiting for their turns."""
-        return max(0, math.floor(seconds * self.controller.rate) - self.waiting)
+        # At least one: a ceiling under 1/seconds must still let a message in.
+        return max(0, max(1, math.floor(seconds * self.controller.rate)) - self.waiting)
 
 
 def cubic_scale(w_max: float) -> float:

@@ -109,14 +109,14 @@ class MessageHandler:
         try:
             request = parse_body(message.body)
             structlog.contextvars.bind_contextvars(token=token_ref(request.token))
-            sent_at = await self._parts.pacer.acquire()
+            await self._parts.pacer.acquire()
             self.started.add(message.message_id)
             claim = await self._claim(request)
             if claim.status is not Claim.CLAIMED:
                 return await self._not_claimed(message, claim)
             claimed = self._parts.idempotency is not None
             customer = await self._parts.resolver.resolve(
-                request.token, self._settings.resolve_budget, first_sent_at=sent_at
+                request.token, self._settings.resolve_budget, turn_taken=True
             )
             self._check_product(customer)
         except Rejected as rejection:

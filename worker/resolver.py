@@ -80,18 +80,20 @@ class Resolver:
         self.retries = 0
 
     async def resolve(
-        self, token: str, budget: float, *, first_sent_at: float | None = None
+        self, token: str, budget: float, *, turn_taken: bool = False
     ) -> ResolvedCustomer:
         """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
-        once ``budget`` seconds of retrying are spent. ``first_sent_at``: the caller
-        already took the pacer's turn for the first call (``Pacer.acquire``'s answer)."""
+        once ``budget`` seconds of retrying are spent. ``turn_taken``: the caller already
+        waited for the pacer's turn for the first call."""
         started = time.monotonic()
-        sent_at = first_sent_at if first_sent_at is not None else await self._pacer.acquire()
+        if not turn_taken:
+            await self._pacer.acquire()
         try:
-            return await self._call_once(token, sent_at)
+            return await self._call_once(token)
         except TransientError as error:
-            # Most calls succeed at once: tenacity's machinery is built for the others.
-            return await self._retry(token, budget - (time.monotonic() - started), error)
+            first_error = error
+        # Most calls succeed at once: tenacity's machinery is built for the others.
+        return await self._retry(token, budget - (time.monotonic() - started), first_error)
 
     async def _retry(
         self, token: str, budget: float, first_error: TransientError
@@ -107,11 +109,13 @@ class Resolver:
             with attempt:
                 if attempt.retry_state.attempt_number == 1:
                     raise first_error  # the call already made, so tenacity waits first
-                return await self._call_once(token, await self._pacer.acquire())
+                await self._pacer.acquire()
+                return await self._call_once(token)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _call_once(self, token: str, sent_at: float) -> ResolvedCustomer:
+    async def _call_once(self, token: str) -> ResolvedCustomer:
         controller = self._pacer.controller
+        sent_at = controller.on_send()
         try:
             answer = await self._client.resolve_customer(RegistrationToken=token)
         except Exception as error:
