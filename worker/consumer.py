@@ -246,16 +246,27 @@ class Consumer:
         log.info("handed_back", messages=len(messages), failed=failed)
 
     async def _stop_when_drained(self) -> None:
+        """Drained: nothing in hand, and the queue's depth (visible, in flight and
+        delayed) read as zero twice, with an empty poll in between. The depth is an
+        approximation; one zero reading right after a message was handed back with a
+        delay has been seen to be wrong."""
+        zero_readings = 0
+        polls_at_last_reading = -1
         while True:
             await asyncio.sleep(DRAINED_CHECK_SECONDS)
             if self._lanes or not self._empty_polls:
+                zero_readings = 0
                 continue
+            if self._empty_polls == polls_at_last_reading:
+                continue  # wait for another empty poll before reading again
             try:
                 depth = await self._queue.approximate_depth()
             except Exception as error:
                 log.warning("queue_depth_failed", error=describe(error))
                 continue
-            if depth == 0 and not self._lanes:
+            polls_at_last_reading = self._empty_polls
+            zero_readings = zero_readings + 1 if depth == 0 and not self._lanes else 0
+            if zero_readings >= 2:
                 log.info("queue_drained")
                 return
 
