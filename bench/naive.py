@@ -16,22 +16,12 @@ one JSON summary line goes to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import boto3
-
-from worker.events import ResolvedCustomer, customer_registered, encode
-from worker.request import RegistrationRequest
-
-
-def event_body(token: str, product_code: str, customer_identifier: str | None) -> str:
-    """The same CustomerRegistered payload the worker publishes."""
-    customer = ResolvedCustomer(product_code, customer_identifier=customer_identifier)
-    return encode(customer_registered(RegistrationRequest(token, "token"), customer))
+from reference import event_body, pipeline_parser, report
 
 
 def consume(args: argparse.Namespace) -> list[int]:
@@ -51,7 +41,7 @@ def consume(args: argparse.Namespace) -> list[int]:
         for message in messages:
             token = message.get("Body", "")
             answer = metering.resolve_customer(RegistrationToken=token)
-            body = event_body(token, answer["ProductCode"], answer.get("CustomerIdentifier"))
+            body = event_body(token, answer)
             sns.publish(TopicArn=args.topic_arn, Message=body)
             latencies.append(int((time.monotonic() - received) * 1000))
             sqs.delete_message(QueueUrl=args.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -59,28 +49,13 @@ def consume(args: argparse.Namespace) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--queue-url", required=True)
-    parser.add_argument("--topic-arn", required=True)
-    parser.add_argument("--count", type=int, required=True, help="stop after this many")
-    parser.add_argument(
-        "--idle-receives",
-        type=int,
-        default=3,
-        help="stop after this many empty receives in a row, 0 never (%(default)s)",
-    )
-    parser.add_argument("--latency-out", type=Path, help="pickup-to-publish ms, one a line")
-    return parser.parse_args(argv)
+    return pipeline_parser(__doc__).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    latencies = consume(args)
-    if args.latency_out is not None:
-        args.latency_out.write_text("".join(f"{ms}\n" for ms in latencies))
-    seconds = round(time.monotonic() - started, 3)
-    print(json.dumps({"processed": len(latencies), "seconds": seconds}))
+    report(args, started, consume(args))
     return 0
 
 

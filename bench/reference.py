@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,6 @@ from worker.request import RegistrationRequest
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
-    from types_aiobotocore_meteringmarketplace.type_defs import ResolveCustomerResultTypeDef
     from types_aiobotocore_sns.client import SNSClient
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs.client import SQSClient
@@ -77,13 +76,19 @@ class Progress:
         self.empty_in_a_row = 0 if received else self.empty_in_a_row + 1
 
 
-def event_body(token: str, answer: ResolveCustomerResultTypeDef) -> str:
-    """The same CustomerRegistered payload the worker publishes."""
+def event_body(token: str, answer: Mapping[str, object]) -> str:
+    """The same CustomerRegistered payload the worker publishes, from the
+    ResolveCustomer answer (aiobotocore's or boto3's)."""
+
+    def field(name: str) -> str | None:
+        value = answer.get(name)
+        return str(value) if value else None
+
     customer = ResolvedCustomer(
-        product_code=answer["ProductCode"],
-        customer_identifier=answer.get("CustomerIdentifier") or None,
-        customer_aws_account_id=answer.get("CustomerAWSAccountId") or None,
-        license_arn=answer.get("LicenseArn") or None,
+        product_code=str(answer["ProductCode"]),
+        customer_identifier=field("CustomerIdentifier"),
+        customer_aws_account_id=field("CustomerAWSAccountId"),
+        license_arn=field("LicenseArn"),
     )
     return encode(customer_registered(RegistrationRequest(token, "token"), customer))
 
@@ -148,8 +153,9 @@ async def run(args: argparse.Namespace) -> Progress:
     return progress
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def pipeline_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options reference.py and naive.py share."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--topic-arn", required=True)
     parser.add_argument("--count", type=int, required=True, help="stop after this many")
@@ -159,8 +165,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=3,
         help="stop after this many empty receives in a row, 0 never (%(default)s)",
     )
-    parser.add_argument("--lanes", type=int, default=LANES, help="(%(default)s)")
     parser.add_argument("--latency-out", type=Path, help="pickup-to-publish ms, one a line")
+    return parser
+
+
+def report(args: argparse.Namespace, started: float, latencies_ms: Sequence[int]) -> None:
+    """Latencies to ``--latency-out``; one JSON summary line on stdout."""
+    if args.latency_out is not None:
+        args.latency_out.write_text("".join(f"{ms}\n" for ms in latencies_ms))
+    seconds = round(time.monotonic() - started, 3)
+    print(json.dumps({"processed": len(latencies_ms), "seconds": seconds}))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = pipeline_parser(__doc__)
+    parser.add_argument("--lanes", type=int, default=LANES, help="(%(default)s)")
     return parser.parse_args(argv)
 
 
@@ -168,10 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     progress = asyncio.run(run(args))
-    if args.latency_out is not None:
-        args.latency_out.write_text("".join(f"{ms}\n" for ms in progress.latencies_ms))
-    seconds = round(time.monotonic() - started, 3)
-    print(json.dumps({"processed": progress.processed, "seconds": seconds}))
+    report(args, started, progress.latencies_ms)
     return 0
 
 

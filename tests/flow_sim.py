@@ -19,6 +19,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from worker.emulator import TokenBucket
 from worker.flow_control import FlowController
 
 SEND, ANSWER, RETRY = 0, 1, 2
@@ -30,26 +31,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class Bucket:
-    rate: float
-    tokens: float = 0.0
-    updated: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.rate)
-
-    def take(self, now: float) -> bool:
-        if self.rate <= 0:
-            return True
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 @dataclass
@@ -94,13 +75,14 @@ class Simulation:
         init=False, default_factory=list
     )
     _order: int = field(init=False, default=0)
-    _bucket: Bucket = field(init=False)
+    _bucket: TokenBucket | None = field(init=False)
     _backlog: deque[int] | None = field(init=False, default=None)
     _pending: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.workers = [Worker(controller) for controller in self.controllers]
-        self._bucket = Bucket(self.quota)
+        # The emulator's own --tps bucket; no quota, no bucket.
+        self._bucket = TokenBucket.full(self.quota, 0.0) if self.quota > 0 else None
         self._rng = random.Random(self.seed)
 
     @property
@@ -169,7 +151,8 @@ class Simulation:
             return
         worker.ticking = True
         sent_at = worker.controller.on_send()
-        refused = not self._bucket.take(self.clock.now) or message.throttles_left > 0
+        over_quota = self._bucket is not None and not self._bucket.take(self.clock.now)
+        refused = over_quota or message.throttles_left > 0
         message.throttles_left = max(0, message.throttles_left - 1) if refused else -1
         self._schedule(self.clock.now + self.latency, ANSWER, index, sent_at, message)
         self._schedule(self.clock.now + 1.0 / worker.controller.rate, SEND, index)
