@@ -159,7 +159,7 @@ class Simulation:
 
     def _answer(self, index: int, worker: Worker, sent_at: float, message: Message) -> None:
         throttled = message.throttles_left >= 0
-        worker.controller.on_answer(sent_at, throttled=throttled)
+        worker.controller.on_answer(sent_at, throttled=throttled, retry=message.tries > 0)
         if not throttled:
             worker.tally.successes.append(self.clock.now)
             worker.in_flight -= 1

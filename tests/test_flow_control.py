@@ -25,13 +25,20 @@ def controller_at(rate: float, clock: FakeClock, ceiling: float = 100.0) -> Flow
     return FlowController(ceiling, start_rate=rate, clock=clock)
 
 
-def answer(controller: FlowController, clock: FakeClock, calls: int, throttled: int) -> None:
+def answer(
+    controller: FlowController,
+    clock: FakeClock,
+    calls: int,
+    throttled: int,
+    *,
+    retry: bool = False,
+) -> None:
     """``calls`` calls sent 10 ms apart, answered 20 ms later, the first ``throttled`` of
     them with a throttle."""
     for n in range(calls):
         sent_at = controller.on_send()
         clock.now += 0.02
-        controller.on_answer(sent_at, throttled=n < throttled)
+        controller.on_answer(sent_at, throttled=n < throttled, retry=retry)
         clock.now -= 0.01
 
 
@@ -162,11 +169,39 @@ def test_a_ceiling_under_one_call_per_horizon_still_lets_a_message_in() -> None:
     assert pacer.starts_within(2.0) == 1
 
 
-@pytest.mark.parametrize(("quota", "throttles_per_success"), [(5.0, 0.3), (20.0, 0.1)])
+def test_throttled_retries_are_no_signal() -> None:
+    clock = FakeClock()
+    controller = controller_at(20, clock)
+    answer(controller, clock, 100, throttled=100, retry=True)
+    assert controller.decreases == 0
+    assert controller.throttled == 100  # still counted, for the metrics
+    answer(controller, clock, 40, throttled=40)
+    assert controller.decreases == 1
+
+
+def test_near_the_last_plateau_the_rate_probes_upwards_slowly() -> None:
+    """After a decrease, the climb back to what got through is quick; above it the rate
+    grows by at most 10% a second, so a slow window cannot overshoot far."""
+    clock = FakeClock()
+    controller = controller_at(5, clock, ceiling=50)
+    answer(controller, clock, 20, throttled=0)
+    clock.now += 0.5
+    answer(controller, clock, 1, throttled=1)  # the window is judged: one decrease
+    assert controller.decreases == 1
+    readings = [controller.rate]
+    for _ in range(40):  # 20 s of clean, slow windows
+        answer(controller, clock, 2, throttled=0)
+        clock.now += 0.5
+        readings.append(controller.rate)
+    for before, after in zip(readings, readings[3:], strict=False):  # 1.56 s apart
+        assert after <= before * 1.2
+    assert readings[-1] > 2 * readings[0]  # but it does probe, with time
+
+
+@pytest.mark.parametrize(("quota", "throttles_per_success"), [(5.0, 0.1), (20.0, 0.1)])
 def test_one_controller_finds_an_unknown_quota(quota: float, throttles_per_success: float) -> None:
-    """Goodput within 10% of the quota with a ceiling ten times above it. At a few calls
-    per second a window spans seconds, so the overshoot before it is judged is larger
-    (bench/README.md reports the measured figures)."""
+    """Goodput within 10% of the quota with a ceiling ten times above it, and no more
+    than one throttled call per ten that got through."""
     clock = FakeClock()
     controller = FlowController(10 * quota, start_rate=5, clock=clock)
     sim = Simulation([controller], clock, quota=quota)

@@ -17,8 +17,15 @@ path's capacity:
   curve (``botocore.retries.throttling.CubicCalculator``, the curve the SDK's adaptive
   retry mode uses): quickly to what got through, slowly near it, then faster to probe
   above it, up to the ceiling. It grows with the clock, not with successes, so a
-  slowed-down worker recovers as fast as a busy one; within one window it grows by at
-  most ``WINDOW_GROWTH``, so a slow window cannot overshoot far before it is judged.
+  slowed-down worker recovers as fast as a busy one. Within one window it grows by at
+  most ``WINDOW_GROWTH`` while well below the last plateau, and once near it (probing
+  for more) by at most ``PROBE_GROWTH_PER_SECOND`` of its rate per second: at a few
+  calls per second a window spans a second or more, and CUBIC's curve alone would
+  overshoot the quota by a third before the window is judged.
+- **Retries are no signal.** Only first attempts enter a window. Under an account quota
+  a retry is throttled as often as a first call, so the share is the same; but a call
+  refused for itself (one token throttled again and again) would otherwise fill the
+  window with its retries the lower the rate went, and drive it to the floor.
 - **Ceiling and floor.** ``ceiling`` (``REGWORKER_RESOLVE_RATE_LIMIT``) is never
   exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
 
@@ -52,11 +59,14 @@ FLOOR: Final = 0.5
 WINDOW_CALLS: Final = 20
 WINDOW_MIN_SECONDS: Final = 0.5
 # At low rates a window matures after this long, with however few answers it holds.
-WINDOW_MAX_SECONDS: Final = 3.0
+WINDOW_MAX_SECONDS: Final = 1.5
 MARGIN_GAIN: Final = 1.0
 MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
 WINDOW_GROWTH: Final = 1.5
+PROBE_GROWTH_PER_SECOND: Final = 0.1
+# A window starting at this share of the last plateau (CUBIC's w_max) or above is probing.
+NEAR_PLATEAU: Final = 0.8
 SLOW_START_DOUBLING_SECONDS: Final = 1.0
 # botocore's CUBIC scale (0.4 calls/s per s^3) holds from the reference rate; below it
 # the scale shrinks with the square root of the rate, or a quota of a few calls/s is
@@ -109,6 +119,7 @@ class FlowController:
         self._window = Window(start=now, start_rate=self._start_rate)
         self._last_decrease = -math.inf
         self._rtt = 0.0
+        self._w_max = math.inf
         self.decreases = 0
         self.throttled = 0
         self._logged_rate = self._start_rate
@@ -124,8 +135,14 @@ class FlowController:
             rate = self._cubic.success_received(now)
         else:
             rate = self.ceiling
-        cap = self._window.start_rate * WINDOW_GROWTH
-        return max(self._floor, min(self.ceiling, rate, cap))
+        return max(self._floor, min(self.ceiling, rate, self._window_cap(now)))
+
+    def _window_cap(self, now: float) -> float:
+        window = self._window
+        if self._cubic is not None and window.start_rate >= NEAR_PLATEAU * self._w_max:
+            elapsed = max(0.0, now - window.start)
+            return window.start_rate * (1 + PROBE_GROWTH_PER_SECOND * elapsed)
+        return window.start_rate * WINDOW_GROWTH
 
     def on_send(self) -> float:
         """Count a call going out now; returns its send time, for ``on_answer``."""
@@ -139,14 +156,17 @@ class FlowController:
         window.sent += 1
         return now
 
-    def on_answer(self, sent_at: float, *, throttled: bool) -> None:
-        """Record the answer to a call sent at ``sent_at`` (a ``clock()`` reading)."""
+    def on_answer(self, sent_at: float, *, throttled: bool, retry: bool = False) -> None:
+        """Record the answer to a call sent at ``sent_at`` (a ``clock()`` reading).
+        ``retry``: the call retried a throttled or failed one."""
         now = self._clock()
         self._rtt += RTT_GAIN * ((now - sent_at) - self._rtt) if self._rtt else now - sent_at
         if throttled:
             self.throttled += 1
         if sent_at < self._last_decrease:
             return  # sent before the last decrease: already answered for
+        if retry:
+            return
         window = self._window
         window.calls += 1
         window.throttled += throttled
@@ -185,6 +205,7 @@ class FlowController:
             scale_constant=cubic_scale(w_max),
             beta=new / w_max,
         )
+        self._w_max = w_max
         self._slow_start_began = None
         self._last_decrease = now
         self._window = Window(start=now, start_rate=new)

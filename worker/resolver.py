@@ -110,10 +110,10 @@ class Resolver:
                 if attempt.retry_state.attempt_number == 1:
                     raise first_error  # the call already made, so tenacity waits first
                 await self._pacer.acquire()
-                return await self._call_once(token)
+                return await self._call_once(token, retry=True)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _call_once(self, token: str) -> ResolvedCustomer:
+    async def _call_once(self, token: str, *, retry: bool = False) -> ResolvedCustomer:
         controller = self._pacer.controller
         sent_at = controller.on_send()
         try:
@@ -121,9 +121,10 @@ class Resolver:
         except Exception as error:
             failure = classify_resolve_error(error)
             if isinstance(error, ClientError):  # the service answered: a flow signal
-                controller.on_answer(sent_at, throttled=isinstance(failure, ResolveThrottled))
+                throttled = isinstance(failure, ResolveThrottled)
+                controller.on_answer(sent_at, throttled=throttled, retry=retry)
             raise failure from error
-        controller.on_answer(sent_at, throttled=False)
+        controller.on_answer(sent_at, throttled=False, retry=retry)
         return ResolvedCustomer(
             product_code=answer["ProductCode"],
             customer_identifier=answer.get("CustomerIdentifier") or None,
