@@ -39,16 +39,21 @@ from botocore.exceptions import ClientError
 from worker.cli import build_parser
 from worker.emulator import (
     DEFAULT_PRODUCT_CODE,
+    FAULT_CODES,
     EmulatorConfig,
     EmulatorState,
+    ErrorCode,
+    InvalidFault,
     InvalidOption,
     decide,
     derive_customer,
+    parse_fault,
     resolve,
     running_emulator,
     service_gate,
     token_fingerprint,
 )
+from worker.sandbox import clear_emulator_fault, emulator_fault, set_emulator_fault
 
 if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
@@ -57,6 +62,14 @@ if TYPE_CHECKING:
     )
 
 REGION = "us-east-1"
+# The fault switch's codes and the HTTP status each answers.
+FAULT_STATUS = {
+    "UnrecognizedClientException": 400,
+    "AccessDeniedException": 400,
+    "InternalServiceErrorException": 500,
+    "ThrottlingException": 400,
+    "DisabledApiException": 400,
+}
 REJECTED_KEY = "AKIDREJECTED0000"
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 AIO_NO_RETRIES = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -276,6 +289,40 @@ def test_service_gate_token_bucket_and_faults() -> None:
     assert not faulty.attempts
 
 
+def test_fault_switch_gates_before_the_bucket_and_token_rules_until_it_expires() -> None:
+    state = EmulatorState(EmulatorConfig(tps=1))
+    state.reset(now=100.0)
+    state.fault = parse_fault(b'{"code": "AccessDeniedException", "seconds": 10}', 100.0)
+    for now in (100.0, 105.0, 109.999):
+        faulted = resolve("throttle-1-x", state, now)
+        assert (faulted.status, faulted.label) == (400, "AccessDeniedException")
+        assert faulted.body["__type"] == "AccessDeniedException"
+    # Neither the TPS bucket nor the throttle- token's count was touched.
+    assert not state.attempts
+    assert state.bucket is not None
+    assert state.bucket.tokens == 1.0
+    assert resolve("throttle-1-x", state, 110.0).label == "ThrottlingException"
+    assert state.fault is None  # expired at 110.0 and cleared
+    assert resolve("throttle-1-x", state, 111.0).label == "success"
+
+
+def test_fault_switch_codes_and_reset() -> None:
+    assert set(FAULT_CODES) == {ErrorCode(code) for code in FAULT_STATUS}
+    state = EmulatorState(EmulatorConfig())
+    state.fault = parse_fault(b'{"code": "ThrottlingException", "seconds": 0.5}', 0.0)
+    assert state.fault.as_json(0.2) == {
+        "code": "ThrottlingException",
+        "status": 400,
+        "message": "Rate exceeded.",
+        "seconds": 0.5,
+        "seconds_left": 0.3,
+    }
+    state.reset()
+    assert state.fault is None
+    with pytest.raises(InvalidFault, match="code must be one of"):
+        parse_fault(b'{"code": "InvalidTokenException", "seconds": 1}', 0.0)
+
+
 def test_config_rejects_out_of_range_values() -> None:
     with pytest.raises(InvalidOption, match="--fault-rate"):
         EmulatorConfig(fault_rate=float("nan"))
@@ -466,6 +513,130 @@ def test_raw_bad_requests(url: str, payload: object, target: str | None, error: 
     assert body["message"]
 
 
+# ---------------------------------------------------------------- the fault switch
+
+
+def faults(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, Any]:
+    status, headers, parsed = http(method, f"{url}/_emulator/faults", body)
+    assert headers["content-type"].startswith("application/json")
+    return status, parsed
+
+
+@pytest.mark.parametrize(("code", "http_status"), sorted(FAULT_STATUS.items()))
+def test_fault_answers_its_code_for_every_token(url: str, code: str, http_status: int) -> None:
+    client = metering(url)
+    assert client.resolve_customer(RegistrationToken="tok-before")["ProductCode"]
+    fault = set_emulator_fault(url, code, 600)
+    assert fault["code"] == code
+    assert fault["status"] == http_status
+    assert fault["seconds"] == 600
+    assert 599 < fault["seconds_left"] <= 600
+    tokens = ("tok-before", "tok-1", "product-x-1", "slow-10-x", "throttle-1-x", "invalid-x")
+    for token in tokens:
+        error = error_of(client, token)
+        assert error.response["Error"]["Code"] == code
+        assert error.response["Error"]["Message"]
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == http_status
+    # Even a call whose body is malformed gets the fault; another operation does not.
+    status, body = call_api(url, b"{not json", "AWSMPMeteringService.ResolveCustomer")
+    assert (status, body["__type"]) == (http_status, code)
+    assert call_api(url, {"RegistrationToken": "t"}, "Nope.Op")[1]["__type"] == (
+        "UnknownOperationException"
+    )
+    counted = stats(url)
+    assert counted["by_outcome"] == {
+        "success": 1,
+        code: len(tokens) + 1,
+        "UnknownOperationException": 1,
+    }
+    assert counted["by_token_sha256_prefix"][sha_prefix("tok-before")] == 2
+    assert faults(url)[1]["fault"]["code"] == code
+
+    clear_emulator_fault(url)
+    # The per-token rules were not touched while the fault held.
+    assert error_of(client, "throttle-1-x").response["Error"]["Code"] == "ThrottlingException"
+    assert client.resolve_customer(RegistrationToken="tok-1")["ProductCode"]
+
+
+def test_fault_expires_by_itself(url: str) -> None:
+    client = metering(url)
+    fault = set_emulator_fault(url, "UnrecognizedClientException", 0.5)
+    set_at = time.monotonic()  # after the emulator started the fault's clock
+    assert fault["seconds"] == 0.5
+    assert error_of(client, "tok-1").response["Error"]["Code"] == "UnrecognizedClientException"
+    active = emulator_fault(url)
+    assert active is not None
+    assert 0 < active["seconds_left"] <= 0.5
+    time.sleep(max(0.0, set_at + 0.5 - time.monotonic()) + 0.05)
+    assert emulator_fault(url) is None
+    assert client.resolve_customer(RegistrationToken="tok-1")["ProductCode"]
+    assert stats(url)["by_outcome"] == {"UnrecognizedClientException": 1, "success": 1}
+
+
+def test_fault_delete_clears_it_at_once(url: str) -> None:
+    client = metering(url)
+    set_emulator_fault(url, "InternalServiceErrorException", 600)
+    # A new POST replaces the active fault.
+    set_emulator_fault(url, "AccessDeniedException", 600)
+    assert error_of(client, "tok-1").response["Error"]["Code"] == "AccessDeniedException"
+    assert faults(url, "DELETE") == (200, {"fault": None})
+    assert faults(url) == (200, {"fault": None})
+    assert client.resolve_customer(RegistrationToken="tok-1")["ProductCode"]
+    assert faults(url, "DELETE") == (200, {"fault": None})  # nothing to clear: still 200
+    clear_emulator_fault(url)
+
+
+def test_reset_clears_the_fault(url: str) -> None:
+    client = metering(url)
+    status, body = faults(url, "POST", b'{"code": "DisabledApiException", "seconds": 600}')
+    assert status == 200
+    assert body["fault"]["code"] == "DisabledApiException"
+    assert error_of(client, "tok-1").response["Error"]["Code"] == "DisabledApiException"
+    assert http("POST", f"{url}/_emulator/reset")[2] == {"status": "reset"}
+    assert emulator_fault(url) is None
+    assert client.resolve_customer(RegistrationToken="tok-1")["ProductCode"]
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b'{"code": "InvalidTokenException", "seconds": 5}', "code must be one of"),
+        (b'{"code": "Nope", "seconds": 5}', "code must be one of"),
+        (b'{"code": "unrecognizedclientexception", "seconds": 5}', "code must be one of"),
+        (b'{"seconds": 5}', "code must be one of"),
+        (b'{"code": 7, "seconds": 5}', "code must be one of"),
+        (b'{"code": "ThrottlingException"}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": 0}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": -1}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": 86401}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": "600"}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": true}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": NaN}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": Infinity}', "seconds must be"),
+        (b'{"code": "ThrottlingException", "seconds": 5, "status": 503}', "unknown fields"),
+        (b'["ThrottlingException", 5]', "JSON object"),
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_fault_bad_bodies_answer_400(url: str, body: bytes, complaint: str) -> None:
+    status, answer = faults(url, "POST", body)
+    assert status == 400
+    assert answer["error"] == "InvalidFault"
+    assert complaint in answer["message"]
+    assert emulator_fault(url) is None
+    assert metering(url).resolve_customer(RegistrationToken="tok-1")["ProductCode"]
+
+
+def test_fault_helper_raises_on_a_refused_fault(url: str) -> None:
+    with pytest.raises(ValueError, match="code must be one of"):
+        set_emulator_fault(url, "ExpiredTokenException", 5)
+    with pytest.raises(ValueError, match="seconds must be"):
+        set_emulator_fault(url, "ThrottlingException", 86_400.5)
+    assert set_emulator_fault(url, "ThrottlingException", 86_400)["seconds"] == 86_400
+
+
 # ---------------------------------------------------------------- the CLI process
 
 
@@ -532,6 +703,8 @@ def test_help_has_description_and_examples(capsys: pytest.CaptureFixture[str]) -
     ) in text
     for option in ("--tps", "--fault-rate", "--reject-access-key", "--latency-ms"):
         assert option in text
+    for endpoint in ("POST /_emulator/faults", "GET /_emulator/faults", "DELETE /_emulator/faults"):
+        assert endpoint in text
 
 
 # ---------------------------------------------------------------- the real AWS CLI
@@ -665,3 +838,21 @@ async def test_latency_and_slow_calls_do_not_block_the_loop() -> None:
         slow_done = time.monotonic() - started
     assert 0.1 <= fast_done < 0.5
     assert slow_done >= 0.7
+
+
+async def test_fault_switch_through_aiobotocore_raises_client_error() -> None:
+    async with running_emulator(EmulatorConfig()) as url, aio_metering(url) as client:
+        # urllib blocks: off the loop, which serves the emulator.
+        await asyncio.to_thread(set_emulator_fault, url, "UnrecognizedClientException", 600)
+        with pytest.raises(ClientError) as caught:
+            await client.resolve_customer(RegistrationToken="tok-1")
+        error = caught.value.response
+        assert error["Error"]["Code"] == "UnrecognizedClientException"
+        assert error["Error"]["Message"] == (
+            "The security token included in the request is invalid."
+        )
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+        await asyncio.to_thread(set_emulator_fault, url, "InternalServiceErrorException", 600)
+        assert await aio_label(client, "tok-1") == "InternalServiceErrorException"
+        await asyncio.to_thread(clear_emulator_fault, url)
+        assert await aio_label(client, "tok-1") == "success"

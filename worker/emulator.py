@@ -4,10 +4,15 @@ It speaks the real wire protocol (awsJson1.1: ``POST /`` with an ``X-Amz-Target`
 header), so boto3, aiobotocore and the AWS CLI work against it unchanged when given
 ``--endpoint-url``. SigV4 signatures are not checked. What a call answers depends on
 the token (see ``decide``) and on service-wide knobs (latency, a TPS cap, a fault
-rate). Raw tokens never reach stats or logs: only a 12-hex-char sha256 prefix does.
+rate, a timed fault switch). Raw tokens never reach stats or logs: only a
+12-hex-char sha256 prefix does.
 
-Side endpoints: ``GET /_emulator/health``, ``GET /_emulator/stats`` and
-``POST /_emulator/reset``.
+Side endpoints: ``GET /_emulator/health``, ``GET /_emulator/stats``,
+``POST /_emulator/reset`` (counters, per-token state and the fault switch) and the
+fault switch ``/_emulator/faults``: ``POST`` with ``{"code": "UnrecognizedClientException",
+"seconds": 600}`` makes every ResolveCustomer call answer that error until ``seconds``
+have passed on the emulator's monotonic clock (codes: ``FAULT_CODES``; a new ``POST``
+replaces the fault), ``GET`` shows it and the seconds left, ``DELETE`` clears it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 SUCCESS = "success"
 # Distinct token prefixes kept in stats; bounds memory during long benchmarks.
 MAX_TRACKED_TOKENS = 100_000
+# Longest fault the switch accepts: one day.
+MAX_FAULT_SECONDS = 86_400
 
 
 class ErrorCode(StrEnum):
@@ -51,6 +58,7 @@ class ErrorCode(StrEnum):
     THROTTLING = "ThrottlingException"
     INTERNAL_ERROR = "InternalServiceErrorException"
     UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
+    ACCESS_DENIED = "AccessDeniedException"
     UNKNOWN_OPERATION = "UnknownOperationException"
     VALIDATION = "ValidationException"
     SERIALIZATION = "SerializationException"
@@ -63,10 +71,19 @@ _ERRORS: Mapping[ErrorCode, tuple[int, str]] = {
     ErrorCode.THROTTLING: (400, "Rate exceeded."),
     ErrorCode.INTERNAL_ERROR: (500, "An internal error has occurred. Retry your request."),
     ErrorCode.UNRECOGNIZED_CLIENT: (400, "The security token included in the request is invalid."),
+    ErrorCode.ACCESS_DENIED: (400, "User is not authorized to perform this action."),
     ErrorCode.UNKNOWN_OPERATION: (400, "Unknown operation."),
     ErrorCode.VALIDATION: (400, "Invalid request."),
     ErrorCode.SERIALIZATION: (400, "Request body is not valid JSON."),
 }
+# What the fault switch accepts: errors that can hit every call, whatever its token.
+FAULT_CODES: tuple[ErrorCode, ...] = (
+    ErrorCode.UNRECOGNIZED_CLIENT,
+    ErrorCode.ACCESS_DENIED,
+    ErrorCode.INTERNAL_ERROR,
+    ErrorCode.THROTTLING,
+    ErrorCode.DISABLED,
+)
 _TERMINAL_PREFIXES: Mapping[str, ErrorCode] = {
     "invalid-": ErrorCode.INVALID,
     "expired-": ErrorCode.EXPIRED,
@@ -126,6 +143,57 @@ def error_outcome(name: ErrorCode, message: str | None = None) -> Outcome:
     return Outcome(status, {"__type": name, "message": message or default_message}, name)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A service-wide fault set through ``POST /_emulator/faults``: every call answers
+    ``code`` until ``until`` on the monotonic clock."""
+
+    code: ErrorCode
+    seconds: float
+    until: float
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        status, message = _ERRORS[self.code]
+        return {
+            "code": self.code.value,
+            "status": status,
+            "message": message,
+            "seconds": self.seconds,
+            "seconds_left": round(max(0.0, self.until - now), 3),
+        }
+
+
+class InvalidFault(ValueError):
+    """A ``POST /_emulator/faults`` body the switch refuses."""
+
+
+def parse_fault(raw: bytes, now: float) -> Fault:
+    """The fault a ``POST /_emulator/faults`` body asks for; raises InvalidFault."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidFault("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidFault('body must be a JSON object: {"code": ..., "seconds": ...}')
+    unknown = sorted(set(body) - {"code", "seconds"})
+    if unknown:
+        raise InvalidFault(f"unknown fields {unknown}; allowed: code, seconds")
+    allowed = ", ".join(FAULT_CODES)
+    code = body.get("code")
+    if not isinstance(code, str) or code not in FAULT_CODES:
+        raise InvalidFault(f"code must be one of {allowed}, not {code!r}")
+    seconds = body.get("seconds")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (math.isfinite(seconds) and 0 < seconds <= MAX_FAULT_SECONDS)
+    ):
+        raise InvalidFault(
+            f"seconds must be a number above 0 and at most {MAX_FAULT_SECONDS}, not {seconds!r}"
+        )
+    return Fault(ErrorCode(code), seconds, now + seconds)
+
+
 @dataclass
 class TokenBucket:
     rate: float
@@ -180,6 +248,7 @@ class EmulatorState:
     stats: Stats = field(default_factory=Stats)
     rng: random.Random = field(init=False)
     bucket: TokenBucket | None = field(init=False)
+    fault: Fault | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -187,9 +256,20 @@ class EmulatorState:
     def reset(self, now: float | None = None) -> None:
         self.attempts.clear()
         self.stats = Stats()
+        self.fault = None
         self.rng = random.Random(self.config.seed)  # noqa: S311 - fault injection, not crypto
         started = time.monotonic() if now is None else now
         self.bucket = TokenBucket.full(self.config.tps, started) if self.config.tps else None
+
+    def active_fault(self, now: float) -> Fault | None:
+        """The fault switch's fault if it still holds at ``now``; an expired one is cleared."""
+        if self.fault is not None and now >= self.fault.until:
+            self.fault = None
+        return self.fault
+
+    def fault_outcome(self, now: float) -> Outcome | None:
+        fault = self.active_fault(now)
+        return error_outcome(fault.code) if fault is not None else None
 
 
 def _digest(token: str, purpose: bytes) -> bytes:
@@ -245,7 +325,10 @@ def decide(token: str, state: EmulatorState) -> Outcome:
 
 
 def service_gate(state: EmulatorState, now: float) -> Outcome | None:
-    """Service-wide knobs (TPS cap, fault rate), applied before the per-token rules."""
+    """Service-wide knobs (fault switch, TPS cap, fault rate), applied in that order
+    before the per-token rules. An active fault takes nothing from the TPS bucket."""
+    if faulted := state.fault_outcome(now):
+        return faulted
     if state.bucket is not None and not state.bucket.take(now):
         return error_outcome(ErrorCode.THROTTLING)
     if state.config.fault_rate > 0 and state.rng.random() < state.config.fault_rate:
@@ -298,11 +381,13 @@ async def _handle_api(request: web.Request) -> web.Response:
         outcome = error_outcome(ErrorCode.UNKNOWN_OPERATION, f"Unknown operation {target[:100]!r}.")
     else:
         parsed = _parse_token(await request.read())
+        now = time.monotonic()
         if isinstance(parsed, Outcome):
-            outcome = parsed
+            # The fault switch gates every call, even one whose body is malformed.
+            outcome = state.fault_outcome(now) or parsed
         else:
             token = parsed
-            outcome = resolve(token, state, time.monotonic())
+            outcome = resolve(token, state, now)
     state.stats.record(outcome.label, token)
     log.debug(
         "resolve_customer outcome=%s status=%d token_sha256=%s",
@@ -325,6 +410,34 @@ async def _handle_reset(request: web.Request) -> web.Response:
     return web.json_response({"status": "reset"})
 
 
+def _fault_answer(state: EmulatorState, now: float) -> web.Response:
+    fault = state.active_fault(now)
+    return web.json_response({"fault": fault.as_json(now) if fault is not None else None})
+
+
+async def _handle_set_fault(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    now = time.monotonic()
+    try:
+        fault = parse_fault(await request.read(), now)
+    except InvalidFault as exc:
+        return web.json_response({"error": "InvalidFault", "message": str(exc)}, status=400)
+    state.fault = fault
+    log.info("fault set code=%s seconds=%s", fault.code, fault.seconds)
+    return _fault_answer(state, now)
+
+
+async def _handle_get_fault(request: web.Request) -> web.Response:
+    return _fault_answer(request.app[STATE_KEY], time.monotonic())
+
+
+async def _handle_clear_fault(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    state.fault = None
+    log.info("fault cleared")
+    return _fault_answer(state, time.monotonic())
+
+
 async def _handle_health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -336,6 +449,9 @@ def build_app(config: EmulatorConfig) -> web.Application:
     app.router.add_get("/_emulator/stats", _handle_stats)
     app.router.add_post("/_emulator/reset", _handle_reset)
     app.router.add_get("/_emulator/health", _handle_health)
+    app.router.add_post("/_emulator/faults", _handle_set_fault)
+    app.router.add_get("/_emulator/faults", _handle_get_fault)
+    app.router.add_delete("/_emulator/faults", _handle_clear_fault)
     return app
 
 
@@ -376,7 +492,18 @@ Token rules (deterministic):
   slow-<ms>-...         success after <ms> milliseconds
   product-<code>-...    success with ProductCode <code>
 
-Side endpoints: GET /_emulator/health, GET /_emulator/stats, POST /_emulator/reset."""
+Side endpoints:
+  GET /_emulator/health     {"status": "ok"}
+  GET /_emulator/stats      calls by outcome and by token sha256 prefix
+  POST /_emulator/reset     clears counters, per-token state and the fault switch
+  POST /_emulator/faults    {"code": "<code>", "seconds": <s>}: every ResolveCustomer
+                            call answers <code> for <s> seconds (0 < s <= 86400),
+                            before the TPS cap and the token rules; codes:
+                            UnrecognizedClientException, AccessDeniedException,
+                            ThrottlingException, DisabledApiException (HTTP 400),
+                            InternalServiceErrorException (HTTP 500)
+  GET /_emulator/faults     the active fault and its seconds_left, or null
+  DELETE /_emulator/faults  clears the fault at once"""
 
 _AWS_EXAMPLE = (
     "aws meteringmarketplace resolve-customer --registration-token abc"
@@ -388,6 +515,8 @@ examples:
   regworker emulator --port 0 --tps 5 --fault-rate 0.1 --seed 42
   {_AWS_EXAMPLE}
   curl http://127.0.0.1:8642/_emulator/stats
+  curl -X POST http://127.0.0.1:8642/_emulator/faults \\
+       -d '{{"code": "UnrecognizedClientException", "seconds": 600}}'
 
 On start it prints one line, "emulator listening on http://HOST:PORT", with the
 real port (so --port 0 works). It stops on SIGINT or SIGTERM with exit code 0."""

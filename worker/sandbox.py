@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 START_TIMEOUT: Final = 30.0
 # Dummy credentials: the local services accept any, and they can never reach AWS.
@@ -136,6 +136,55 @@ def _read_emulator_url(process: subprocess.Popen[bytes]) -> str:
     if not line.startswith(prefix):
         raise RuntimeError(f"emulator did not start: {line!r}")
     return line.removeprefix(prefix)
+
+
+# Loopback calls to the emulator bypass any HTTP(S)_PROXY of the environment.
+_LOCAL_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _emulator_call(method: str, url: str, body: object = None) -> dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - the emulator, on loopback
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with _LOCAL_OPENER.open(request, timeout=10) as answer:
+            parsed: dict[str, Any] = json.load(answer)
+    except urllib.error.HTTPError as error:
+        if error.code != 400:
+            raise
+        with error:
+            raw = error.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else raw.decode(errors="replace")
+        raise ValueError(f"{url}: the emulator refused the call: {message}") from None
+    return parsed
+
+
+def set_emulator_fault(base_url: str, code: str, seconds: float) -> dict[str, Any]:
+    """Make every ResolveCustomer call of the emulator at ``base_url`` answer ``code``
+    (e.g. "UnrecognizedClientException") for ``seconds``; replaces any active fault.
+    Returns the active fault as the emulator reports it; raises ValueError if the
+    emulator refuses the code or the duration."""
+    answer = _emulator_call(
+        "POST", f"{base_url}/_emulator/faults", {"code": code, "seconds": seconds}
+    )
+    fault: dict[str, Any] = answer["fault"]
+    return fault
+
+
+def clear_emulator_fault(base_url: str) -> None:
+    """End the emulator's fault at once (a no-op when none is active)."""
+    _emulator_call("DELETE", f"{base_url}/_emulator/faults")
+
+
+def emulator_fault(base_url: str) -> dict[str, Any] | None:
+    """The emulator's active fault with its ``seconds_left``, or None."""
+    fault: dict[str, Any] | None = _emulator_call("GET", f"{base_url}/_emulator/faults")["fault"]
+    return fault
 
 
 LOCALSTACK_VENV: Final = Path(__file__).resolve().parent.parent / ".localstack"
