@@ -1,5 +1,6 @@
 """deploy/cloudformation.yaml: well-formed, the same resources as `regworker provision`,
-and IAM policies granting exactly the calls the code makes, on exactly its resources.
+IAM policies granting exactly the calls the code makes, on exactly its resources, and
+queue and topic policies that refuse requests without TLS.
 
 The calls are found by reading the source (an AST walk), not by a list kept by hand:
 a new client call in the worker without its action in WorkerPolicy fails here.
@@ -18,11 +19,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+import boto3
 import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from botocore.exceptions import ClientError
 
+from tests.conftest import REGION as LOCAL_REGION
+from tests.conftest import drain, unique_name
+from worker.cli import main
 from worker.provision import (
     DEFAULT_EVENT_SOURCE,
     DEFAULT_MAX_RECEIVES,
@@ -36,6 +42,8 @@ from worker.provision import (
     REDRIVE_MARGIN,
     ResourceNames,
     Resources,
+    create_queues,
+    queue_arn,
     rule_pattern,
 )
 from worker.settings import Sink
@@ -559,13 +567,178 @@ def test_worker_policy_grants_each_action_on_its_own_resource(sink: Sink, table:
         assert "*" not in resources or action == "aws-marketplace:ResolveCustomer"
 
 
+# What `regworker dlq` prints for operators to run themselves, e.g. "aws sqs
+# cancel-message-move-task": the policy must let them, on the queue it is about.
+OPERATOR_COMMAND: Final = re.compile(r"\baws sqs ([a-z]+(?:-[a-z]+)+)")
+
+
+def operator_commands() -> set[str]:
+    """IAM actions of the `aws sqs ...` commands the DLQ tool tells operators to run."""
+    found = {
+        command.replace("-", "_")
+        for command in OPERATOR_COMMAND.findall((WORKER / "dlq.py").read_text())
+    }
+    unmapped = found - set(IAM_ACTIONS)
+    assert not unmapped, f"add these operations to IAM_ACTIONS (and the policy): {unmapped}"
+    return {IAM_ACTIONS[command] for command in found}
+
+
+def test_operator_commands_are_found() -> None:
+    assert "sqs:CancelMessageMoveTask" in operator_commands()
+
+
 def test_operator_policy_grants_exactly_what_regworker_dlq_calls() -> None:
     if not (WORKER / "dlq.py").exists():
         pytest.skip("worker/dlq.py is not written yet")
-    called = actions_called({"dlq"})
+    expected = actions_called({"dlq"}) | operator_commands()
     grants = granted(stack_for(Sink.EVENTBRIDGE).resources()["OperatorPolicy"])
-    assert set(grants) == called
+    assert set(grants) == expected, (
+        f"missing {expected - set(grants)}, never used {set(grants) - expected}"
+    )
     for action, resources in grants.items():
         assert "*" not in resources, action
-        move_task = action in {"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"}
-        assert resources == ({"DeadLetterQueue"} if move_task else {"Queue", "DeadLetterQueue"})
+
+
+class CallTrace:
+    """Every SQS call a client makes, as (IAM action, the queue it is authorized on):
+    the queue of QueueUrl, or the source queue of a move task."""
+
+    def __init__(self, queues: dict[str, str]) -> None:
+        self.queues = queues  # URL or ARN -> logical id in the template
+        self.calls: set[tuple[str, str]] = set()
+
+    def record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        action = IAM_ACTIONS[xform_name(model.name)]
+        where = self.queues[str(params.get("QueueUrl") or params.get("SourceArn"))]
+        self.calls.add((action, where))
+        if model.name == "StartMessageMoveTask":
+            # The task moves with the caller's rights: it receives and deletes on the
+            # source and sends to the destination (the message's own source if none).
+            destination = self.queues.get(params.get("DestinationArn", ""), "Queue")
+            self.calls |= {
+                ("sqs:ReceiveMessage", where),
+                ("sqs:DeleteMessage", where),
+                ("sqs:SendMessage", destination),
+            }
+
+    def on(self, action: str) -> set[str]:
+        return {queue for called, queue in self.calls if called == action}
+
+
+def test_operator_policy_grants_each_action_only_on_the_queue_it_is_used_on(
+    session: boto3.Session, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every `regworker dlq` command run against moto with a DLQ holding a message; each
+    SQS call is recorded with its queue. Peek, stats and replay read and delete on the
+    DLQ only, replay and redrive send to the queue only: the policy grants that and
+    no more (finding: it granted receive/delete on the live queue, send on the DLQ)."""
+    from worker import dlq
+
+    sqs = session.client("sqs")
+    queue_url, dlq_url = create_queues(sqs, unique_name("op"), max_receives=3)
+    trace = CallTrace(
+        {
+            url_or_arn: logical_id
+            for url, logical_id in [(queue_url, "Queue"), (dlq_url, "DeadLetterQueue")]
+            for url_or_arn in (url, queue_arn(sqs, url))
+        }
+    )
+    real_client = dlq.sqs_client
+
+    def traced_client(target: dlq.Target) -> Any:
+        client = real_client(target)
+        client.meta.events.register("before-parameter-build.sqs", trace.record)
+        return client
+
+    monkeypatch.setattr(dlq, "sqs_client", traced_client)
+    monkeypatch.setenv("REGWORKER_DLQ_URL", dlq_url)
+    monkeypatch.setenv("REGWORKER_QUEUE_URL", queue_url)
+    sqs.send_message(QueueUrl=dlq_url, MessageBody='{"registration_token": "t"}')
+    for command in (["stats"], ["peek"], ["replay", "--dry-run"], ["replay"], ["redrive"]):
+        main(["dlq", *command])  # redrive: moto has no move tasks, but the calls are made
+    with pytest.raises(ClientError):  # what `redrive --wait` polls; moto refuses it
+        dlq.move_task_status(
+            traced_client(dlq.Target(dlq_url, LOCAL_REGION)),
+            dlq.MoveTask("handle", queue_arn(sqs, dlq_url)),
+        )
+    capsys.readouterr()
+    assert drain(sqs, queue_url), "replay sent the message to the queue"
+    assert not drain(sqs, dlq_url), "and deleted it from the DLQ"
+
+    # Told to operators, not called: a move task's handle names its source, the DLQ.
+    trace.calls.add(("sqs:CancelMessageMoveTask", "DeadLetterQueue"))
+    grants = granted(stack_for(Sink.EVENTBRIDGE).resources()["OperatorPolicy"])
+    assert {action for action, _ in trace.calls} == set(grants)
+    for action, resources in grants.items():
+        assert resources == trace.on(action), action
+    assert grants["sqs:SendMessage"] == {"Queue"}
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert grants[action] == {"DeadLetterQueue"}, action
+
+
+# --- encryption in transit and at rest -----------------------------------------------------
+
+TLS_ONLY: Final = {"Bool": {"aws:SecureTransport": "false"}}
+# The actions a topic policy can name (it takes no "sns:*"); the deny must cover them all.
+TOPIC_ACTIONS: Final = frozenset(
+    {
+        "sns:Publish",
+        "sns:Subscribe",
+        "sns:GetTopicAttributes",
+        "sns:SetTopicAttributes",
+        "sns:ListSubscriptionsByTopic",
+        "sns:AddPermission",
+        "sns:RemovePermission",
+        "sns:DeleteTopic",
+    }
+)
+FULL_CONFIGURATIONS = [
+    pytest.param(sink, fifo, id=f"{sink.value}{'-fifo' if fifo else ''}")
+    for sink, fifo in itertools.product(Sink, [False, True])
+]
+
+
+def resource_policies(resources: dict[str, dict[str, Any]], target: str) -> list[dict[str, Any]]:
+    """The queue or topic policies attached to the resource ``target``."""
+    kinds = {"AWS::SQS::QueuePolicy": "Queues", "AWS::SNS::TopicPolicy": "Topics"}
+    return [
+        spec["PolicyDocument"]
+        for spec in resources.values()
+        if spec["Type"] in kinds and Ref(target) in spec[kinds[spec["Type"]]]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize(("sink", "fifo"), FULL_CONFIGURATIONS)
+def test_queues_and_topic_deny_requests_without_tls(sink: Sink, fifo: bool) -> None:
+    resources = stack_for(sink, fifo=fifo).resources()
+    targets = {"Queue": ["sqs:*"], "DeadLetterQueue": ["sqs:*"]}
+    if sink is Sink.SNS:
+        targets["Topic"] = sorted(TOPIC_ACTIONS)
+    elif "EventBusPolicy" in {spec["Type"].rsplit("::", 1)[-1] for spec in resources.values()}:
+        raise AssertionError("the bus has a policy: it must deny requests without TLS too")
+    for target, actions in targets.items():
+        policies = resource_policies(resources, target)
+        assert len(policies) == 1, f"{target}: {len(policies)} resource policies"
+        statements = policies[0]["Statement"]
+        # They only refuse: access stays with the IAM policies.
+        assert all(statement["Effect"] == "Deny" for statement in statements), target
+        arn = Ref(target) if target == "Topic" else Ref(target, "Arn")
+        assert any(
+            statement["Principal"] in ("*", {"AWS": "*"})
+            and statement["Condition"] == TLS_ONLY
+            and sorted(as_list(statement["Action"])) == actions
+            and as_list(statement["Resource"]) == [arn]
+            for statement in statements
+        ), f"{target}: no Deny on aws:SecureTransport false"
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
+def test_topic_is_encrypted_at_rest(fifo: bool) -> None:
+    topic = stack_for(Sink.SNS, fifo=fifo).resources()["Topic"]
+    # The AWS managed key: its key policy lets this account use it through SNS, so the
+    # worker's policy needs no KMS grant (test_worker_policy_grants_exactly_...).
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
