@@ -43,6 +43,7 @@ from worker.provision import (
     ResourceNames,
     Resources,
     create_queues,
+    deny_without_tls,
     queue_arn,
     rule_pattern,
 )
@@ -734,6 +735,18 @@ def test_queues_and_topic_deny_requests_without_tls(sink: Sink, fifo: bool) -> N
             and as_list(statement["Resource"]) == [arn]
             for statement in statements
         ), f"{target}: no Deny on aws:SecureTransport false"
+
+
+def test_the_denial_is_the_one_provision_writes() -> None:
+    """`regworker provision` puts the same statement in the one policy it writes (the
+    tap queue's): one definition of "TLS only" for both."""
+    resources = stack_for(Sink.SNS).resources()
+    for target in ("Queue", "DeadLetterQueue"):
+        (policy,) = resource_policies(resources, target)
+        assert policy["Statement"] == [{**deny_without_tls("arn"), "Resource": Ref(target, "Arn")}]
+    (policy,) = resource_policies(resources, "Topic")
+    (statement,) = policy["Statement"]
+    assert statement == {**deny_without_tls("arn", statement["Action"]), "Resource": Ref("Topic")}
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import drain, unique_name
 from worker.cli import main
 from worker.events import EVENT_TYPE
-from worker.provision import REDRIVE_MARGIN, ResourceNames
+from worker.provision import REDRIVE_MARGIN, ResourceNames, deny_without_tls
 from worker.sandbox import LOCALSTACK_VENV, LocalService, free_port, local_env, localstack_server
 from worker.settings import Settings, Sink
 
@@ -200,6 +200,33 @@ def test_sns_topic_and_tap_subscription(
     assert raw["Attributes"]["RawMessageDelivery"] == "true"
     sns.publish(TopicArn=topic_arn, Message='{"hello": "tap"}')
     assert [m["Body"] for m in drain(session.client("sqs"), tap_url, 1)] == ['{"hello": "tap"}']
+
+
+def tls_denial(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+
+
+@pytest.mark.parametrize("sink", ["eventbridge", "sns"])
+def test_tap_queue_policy_refuses_requests_without_tls(
+    session: boto3.Session, capsys: pytest.CaptureFixture[str], sink: str
+) -> None:
+    """The one resource policy provision writes (the tap's) denies plain HTTP, as the
+    template's queue and topic policies do; the sink still delivers to it (the tap tests
+    above run with this policy in place)."""
+    name = unique_name("prov")
+    provisioned(capsys, "--name", name, "--sink", sink, "--tap")
+    tap_url = session.client("sqs").get_queue_url(QueueName=f"{name}-tap")["QueueUrl"]
+    tap = attributes(session, tap_url)
+    policy = json.loads(tap["Policy"])
+    assert tls_denial(policy) == [deny_without_tls(tap["QueueArn"])]
+    assert [s["Action"] for s in policy["Statement"] if s["Effect"] == "Allow"] == [
+        "sqs:SendMessage"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -430,3 +457,30 @@ def test_on_localstack(
         "redrivePermission": "byQueue",
         "sourceQueueArns": [queue["QueueArn"]],
     }
+    # LocalStack takes the tap's TLS-only policy, and the sink still delivers through it.
+    sqs = session.client("sqs")
+    tap_url = sqs.get_queue_url(
+        QueueName=names.tap(Sink.SNS if "sns" in extra else Sink.EVENTBRIDGE)
+    )
+    tap = attributes(session, tap_url["QueueUrl"])
+    assert tls_denial(json.loads(tap["Policy"])) == [deny_without_tls(tap["QueueArn"])]
+    if "sns" in extra:
+        session.client("sns").publish(
+            TopicArn=first["REGWORKER_TOPIC_ARN"],
+            Message='{"hello": "tap"}',
+            MessageGroupId="g",
+            MessageDeduplicationId="d",
+        )
+    else:
+        entry: Any = {
+            "Source": first["REGWORKER_EVENT_SOURCE"],
+            "DetailType": EVENT_TYPE,
+            "Detail": "{}",
+            "EventBusName": first["REGWORKER_EVENT_BUS_NAME"],
+        }
+        assert session.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
+    delivered: list[Any] = []
+    deadline = time.monotonic() + 15  # delivery is asynchronous: allow a loaded machine
+    while not delivered and time.monotonic() < deadline:
+        delivered = drain(sqs, tap_url["QueueUrl"], 1)
+    assert len(delivered) == 1

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
 from botocore.exceptions import (
@@ -213,17 +213,33 @@ def create_queues(
     return queue_url, dlq_url
 
 
+def deny_without_tls(resource_arn: str, actions: str | list[str] = "sqs:*") -> dict[str, Any]:
+    """The statement deploy/cloudformation.yaml puts in every queue and topic policy:
+    any request that does not come over TLS is refused."""
+    return {
+        "Sid": "DenyWithoutTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": actions,
+        "Resource": resource_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def allow_sender(sqs: SQSClient, queue_url: str, service: str, source_arn: str) -> None:
+    arn = queue_arn(sqs, queue_url)
     policy = {
         "Version": "2012-10-17",
         "Statement": [
             {
+                "Sid": "AllowTheSink",
                 "Effect": "Allow",
                 "Principal": {"Service": service},
                 "Action": "sqs:SendMessage",
-                "Resource": queue_arn(sqs, queue_url),
+                "Resource": arn,
                 "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
-            }
+            },
+            deny_without_tls(arn),
         ],
     }
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
