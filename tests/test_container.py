@@ -351,6 +351,40 @@ def test_worker_settings_load_from_the_compose_environment(monkeypatch: pytest.M
     assert settings.aws_region == "us-east-1"
 
 
+COMPOSE_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
+DURATION_UNITS: Final = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+
+
+def compose_seconds(value: str) -> float:
+    """A compose duration ("45s", "1m30s") in seconds."""
+    text = str(value)
+    parts = COMPOSE_DURATION.findall(text)
+    assert parts, f"not a compose duration: {text!r}"
+    assert "".join(number + unit for number, unit in parts) == text, text
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
+def test_compose_duration_parser() -> None:
+    assert compose_seconds("45s") == 45
+    assert compose_seconds("1m30s") == 90
+    with pytest.raises(AssertionError):
+        compose_seconds("45")
+
+
+def test_worker_gets_time_to_stop_before_sigkill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker compose down/stop` sends SIGTERM, then SIGKILL after stop_grace_period
+    (10 s by default). The worker may wait out a long poll and then the grace period for
+    started messages: a SIGKILL before that strands messages invisible and loses the
+    pending deletes (duplicates later). Settings as the compose worker would load them."""
+    for key, value in environment("worker").items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    needed = settings.wait_time_seconds + settings.shutdown_grace_seconds + 5
+    assert "stop_grace_period" in service("worker"), "compose would SIGKILL after 10 s"
+    assert compose_seconds(service("worker")["stop_grace_period"]) >= needed
+    assert "stop_signal" not in service("worker")  # SIGTERM, which the worker handles
+
+
 def test_start_order() -> None:
     assert service("provision")["depends_on"] == {"localstack": {"condition": "service_healthy"}}
     assert service("worker")["depends_on"] == {
