@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import schema_validator
 from worker.errors import DeadLetterReason, MalformedMessage
+from worker.events import token_ref
 from worker.request import (
     FORM_FIELD_PREFIX,
     MAX_BODY_LENGTH,
@@ -138,14 +139,14 @@ MALFORMED = [
     (envelope(metadata={"k": "v" * 1025}), "metadata values must be strings of at most 1024"),
     (envelope(metadata={"no spaces": "v"}), "metadata keys must be short identifiers"),
     (envelope(metadata={"k" * 65: "v"}), "metadata keys must be short identifiers"),
-    (envelope(token="other"), "JSON body has unknown keys: 'token'"),
+    (envelope(token="other"), "JSON body has 1 unknown key (5 characters, sha256 3c469e9d6c58;"),
     ('["tok-123"]', "JSON body is not an object"),
     ('"tok-123"', "JSON body is not an object"),
     ('{"registration_token": "tok"', "body looks like JSON but does not parse"),
     ('{"registration_token": ' + "1" * 5000 + "}", "body looks like JSON but does not parse"),
     (
         '{"registration_token": "a", "registration_token": "b"}',
-        "JSON body repeats the key 'registration_token'",
+        "JSON body repeats the key registration_token",
     ),
     ("A" * 10_240, "registration token is 10240 characters, over 2048"),
     (envelope(registration_token="A" * 10_240), "registration token is 10240 characters"),
@@ -205,17 +206,92 @@ def test_rejection_details_never_quote_a_token_fragment() -> None:
     assert secret not in detail
 
 
-def test_unknown_keys_are_shown_escaped_and_capped() -> None:
-    # Control characters would make the DLQ's message attribute invalid for SQS.
-    keys = {"\u0000": 1, **{f"k{i}": i for i in range(10)}}
+ENVELOPE_KEYS_TEXT = "correlation_id, metadata, offer_type, received_at, registration_token"
+
+
+def test_unknown_keys_are_counted_and_hashed_never_quoted() -> None:
+    # A sender can put the token in a key name, and a key is any text at all.
+    secret = "SECRETtokenInAKeyName0123456789"
+    keys = {secret: 1, "\u0000": 1, "\ud800x": 1, **{f"k{i}": i for i in range(8)}}
     detail = rejection(envelope(**keys))
-    assert detail == "JSON body has unknown keys: '\\x00', 'k0', 'k1', 'k2', 'k3' and 6 more"
-    assert rejection(envelope(**{"\ud800x": 1})) == "JSON body has unknown keys: '\\ud800x'"
+    assert detail == (
+        "JSON body has 11 unknown keys (1 character, sha256 6e340b9cffb3;"
+        " 31 characters, sha256 " + token_ref(secret) + "; 2 characters, sha256 d1a5ac9a015f;"
+        f" and 8 more); the envelope's keys are {ENVELOPE_KEYS_TEXT}"
+    )
+    assert rejection(envelope(**{"\ud800x": 1})).startswith(
+        "JSON body has 1 unknown key (2 characters, sha256 "
+    )
+
+
+def test_an_unknown_key_like_an_envelope_key_gets_a_hint_naming_the_envelope_key() -> None:
+    detail = rejection(envelope(offerType="free-trial"))
+    assert detail == (
+        "JSON body has 1 unknown key (9 characters, sha256 "
+        + token_ref("offerType")
+        + f"; perhaps meant offer_type); the envelope's keys are {ENVELOPE_KEYS_TEXT}"
+    )
+    assert "offerType" not in detail
 
 
 def test_repeated_keys_inside_metadata_are_rejected_too() -> None:
     body = '{"registration_token": "a", "metadata": {"k": "1", "k": "2"}}'
-    assert rejection(body) == "JSON body repeats the key 'k'"
+    assert rejection(body) == f"JSON body repeats a key of 1 character (sha256 {token_ref('k')})"
+    secret = "SECRETtokenInARepeatedKey42"
+    body = f'{{"registration_token": "a", "metadata": {{"{secret}": "1", "{secret}": "2"}}}}'
+    assert secret not in rejection(body)
+
+
+def test_an_impossible_date_is_not_quoted() -> None:
+    detail = rejection(envelope(received_at="2023-02-29T12:00:00.9876543210Z"))
+    assert detail.startswith("received_at is not a calendar date")
+    assert not any(digits in detail for digits in ["2023", "9876543210"])
+
+
+def test_repr_of_a_request_shows_the_token_only_as_its_reference() -> None:
+    token = "SECRETtokenInARepr-" + "x" * 40
+    request = parse_body(envelope(registration_token=token, offer_type="free-trial"))
+    shown = repr(request)
+    assert token[:8] not in shown
+    assert f"token_ref='{token_ref(token)}'" in shown
+    assert "offer_type='free-trial'" in shown
+    assert token[:8] not in str(request)
+    assert token[:8] not in repr([request])  # containers use repr too
+
+
+# Where a sender could put a token in a body that is then refused: every template puts
+# SECRET somewhere, and the rejection must not hold any 8-character piece of it.
+SECRET_PLACES = [
+    '{"registration_token": "a", "SECRET": 1}',
+    '{"SECRET": "a"}',
+    '{"registration_token": "a", "SECRET": 1, "SECRET": 2}',
+    '{"registration_token": "a", "metadata": {"SECRET": "1", "SECRET": "2"}}',
+    '{"registration_token": "a", "metadata": {"SECRET x": "1"}}',
+    '{"registration_token": "a", "metadata": {"k": "SECRET' + "x" * 1024 + '"}}',
+    '{"registration_token": "a", "offer_type": "SECRET x"}',
+    '{"registration_token": "a", "correlation_id": "SECRET\\t"}',
+    '{"registration_token": "a", "received_at": "SECRET"}',
+    '{"registration_token": "SECRET x"}',
+    '{"registration_token": "SECRET", "registration_token": "SECRET"}',
+    '{"registration_token": "SECRET"',
+    '["SECRET"]',
+    '"SECRET"',
+    "SECRET x",
+    "SECRET&" + TOKEN_FIELD + "=a",
+    TOKEN_FIELD + "=SECRET&" + TOKEN_FIELD + "=SECRET",
+    TOKEN_FIELD + "=SECRET+x",
+    TOKEN_FIELD + "=a&" + OFFER_TYPE_FIELD + "=SECRET%20x",
+    TOKEN_FIELD + "=a&SECRET",
+]
+secrets_ = st.text(alphabet=string.ascii_letters + string.digits, min_size=16, max_size=80)
+
+
+@SECONDARY
+@given(st.sampled_from(SECRET_PLACES), secrets_)
+def test_a_rejection_holds_no_piece_of_the_body(template: str, secret: str) -> None:
+    detail = rejection(template.replace("SECRET", secret))
+    pieces = {secret[start : start + 8] for start in range(len(secret) - 7)}
+    assert not [piece for piece in pieces if piece in detail], detail
 
 
 # ---------------------------------------------------------------- property: never crash

@@ -6,12 +6,15 @@ Three shapes are accepted, because the web tier "drops raw tokens":
 - the JSON envelope of ``schemas/registration-request.schema.json``.
 
 Anything else raises ``MalformedMessage`` with a reason a person can act on. The reason
-is printable ASCII and never quotes the body's token: it is logged and goes into the
-dead-letter message's attributes.
+is printable ASCII and quotes no text of the body at all: it is logged and goes into the
+dead-letter message's attributes, and any piece of a body (a key name included) can be
+a piece of a token. A key is named only when it is one of the envelope's own; any other
+is described by its length and a 12-hex sha256 prefix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -52,11 +55,21 @@ TIMESTAMP_PATTERN: Final = re.compile(
 ENVELOPE_KEYS: Final = frozenset(
     {"registration_token", "offer_type", "correlation_id", "received_at", "metadata"}
 )
+MAX_KEYS_DESCRIBED: Final = 3
+KEY_REF_CHARS: Final = 12
+# Unknown keys that are one of these, letters and digits only and lower-cased, get a
+# hint naming the envelope key meant (the envelope's own name: never the key itself).
+_KEY_HINTS: Final = {
+    **{re.sub(r"[^a-z0-9]", "", key): key for key in ENVELOPE_KEYS},
+    "token": "registration_token",
+    "xamznmarketplacetoken": "registration_token",
+    "xamznmarketplaceoffertype": "offer_type",
+}
 
 BodyFormat = Literal["token", "form", "json"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RegistrationRequest:
     token: str
     body_format: BodyFormat
@@ -64,6 +77,23 @@ class RegistrationRequest:
     correlation_id: str | None = None
     received_at: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __repr__(self) -> str:
+        """The token only as its sha256 prefix (``worker.events.token_ref``): a repr
+        ends up in tracebacks, debug logs and test failure output."""
+        return (
+            f"RegistrationRequest(token_ref={sha256_ref(self.token)!r},"
+            f" body_format={self.body_format!r}, offer_type={self.offer_type!r},"
+            f" correlation_id={self.correlation_id!r}, received_at={self.received_at!r},"
+            f" metadata={dict(self.metadata)!r})"
+        )
+
+
+def sha256_ref(text: str) -> str:
+    """The first 12 hex digits of ``text``'s sha256: ``worker.events.token_ref`` for a
+    token. Lone surrogates (possible in a JSON key) are hashed, not refused."""
+    data = text.encode("utf-8", errors="surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:KEY_REF_CHARS]
 
 
 def parse_body(body: str) -> RegistrationRequest:
@@ -92,10 +122,35 @@ def _check_token(token: object) -> str:
     return token
 
 
-def _shown(text: str, limit: int = 40) -> str:
-    """Quote a piece of the body for an error text: escaped to printable ASCII, because
-    the detail is logged and goes into an SQS message attribute."""
-    return ascii(text[:limit])
+def _key(key: str) -> str:
+    """A JSON key for an error text without quoting it, unless it is an envelope key."""
+    if key in ENVELOPE_KEYS:
+        return f"the key {key}"
+    return f"a key of {_characters(key)} (sha256 {sha256_ref(key)})"
+
+
+def _unknown_keys(keys: list[str]) -> str:
+    described = "; ".join(
+        f"{_characters(key)}, sha256 {sha256_ref(key)}" for key in keys[:MAX_KEYS_DESCRIBED]
+    )
+    if len(keys) > MAX_KEYS_DESCRIBED:
+        described += f"; and {len(keys) - MAX_KEYS_DESCRIBED} more"
+    hints = sorted({_KEY_HINTS[n] for key in keys if (n := _normalized(key)) in _KEY_HINTS})
+    if hints:
+        described += f"; perhaps meant {' or '.join(hints)}"
+    count = f"{len(keys)} unknown key{'s' if len(keys) > 1 else ''}"
+    return (
+        f"JSON body has {count} ({described}); the envelope's keys are"
+        f" {', '.join(sorted(ENVELOPE_KEYS))}"
+    )
+
+
+def _characters(text: str) -> str:
+    return f"{len(text)} character{'' if len(text) == 1 else 's'}"
+
+
+def _normalized(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
 def _check_optional(name: str, value: object, pattern: re.Pattern[str]) -> str | None:
@@ -142,10 +197,8 @@ def _parse_envelope(text: str) -> RegistrationRequest:
     if not isinstance(document, dict):
         raise MalformedMessage("JSON body is not an object")
     unknown = sorted(set(document) - ENVELOPE_KEYS)
-    if unknown:
-        shown = ", ".join(_shown(key) for key in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise MalformedMessage(f"JSON body has unknown keys: {shown}{more}")
+    if unknown:  # a sender can put a token in a key name: never quote one
+        raise MalformedMessage(_unknown_keys(unknown))
     if "registration_token" not in document:
         raise MalformedMessage("JSON body has no registration_token")
     return RegistrationRequest(
@@ -166,7 +219,7 @@ def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document = dict(pairs)
     if len(document) != len(pairs):
         repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-        raise MalformedMessage(f"JSON body repeats the key {_shown(repeated)}")
+        raise MalformedMessage(f"JSON body repeats {_key(repeated)}")
     return document
 
 
@@ -187,7 +240,7 @@ def _parse_timestamp(value: object) -> datetime | None:
         return datetime.fromisoformat(shape.string.upper())  # RFC 3339 allows t and z
     except ValueError:  # right shape, impossible date such as February 30
         raise MalformedMessage(
-            f"received_at is not a calendar date: {_shown(shape.string)}"
+            "received_at is not a calendar date (year 0, or a day its month does not have)"
         ) from None
 
 
