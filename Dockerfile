@@ -4,20 +4,34 @@
 # Settings come from REGWORKER_* variables, AWS endpoints and credentials from the
 # standard AWS_* variables (see README.md and docker-compose.yml).
 
-# --- builder: install the package and its runtime dependencies into a venv --------------
-FROM python:3.11-slim AS builder
+# Both stages start from python:3.11-slim pinned by digest: the multi-platform index as
+# published on 2026-08-05 (Python 3.11.15, Debian trixie), so a rebuild starts from the
+# same bytes, not from whatever the tag points at that day. To move on, put the current
+# digest in both FROM lines (`docker buildx imagetools inspect python:3.11-slim`).
+
+# --- builder: the locked dependencies, then the package, into a venv --------------------
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Dependencies from the lock only (`make lock` writes it from pyproject.toml): one
+# version each, every file checked against its hash, nothing resolved here. A layer of
+# its own, rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock
 # Only what the wheel is built from: tests, dev tools and caches stay out (.dockerignore).
 COPY pyproject.toml README.md ./
 COPY worker ./worker
-# A regular (non-editable) install without extras: no [dev], no [local] in the image.
-RUN /opt/venv/bin/pip install .
+# The package itself, without extras (no [dev], no [local]) and without dependencies
+# (all came from the lock); no build isolation, so it is built with the locked setuptools
+# and wheel rather than unpinned ones fetched for the build. `pip check` fails the build
+# if the lock lacks anything the package or a dependency requires.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip check
 
 # --- runtime: the venv and nothing else -------------------------------------------------
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -3,6 +3,8 @@ not run here, so every claim the files make is tested against the code they run.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import re
 import shlex
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.conftest import unique_name
 from worker.cli import build_parser, main
@@ -102,7 +105,7 @@ def healthcheck_command() -> list[str]:
 def test_two_stages_on_slim_python() -> None:
     stages = dockerfile()
     assert [stage.name for stage in stages] == ["builder", "runtime"]
-    assert {stage.base for stage in stages} == {"python:3.11-slim"}
+    assert {stage.base.partition("@")[0] for stage in stages} == {"python:3.11-slim"}
     copies = runtime().all("COPY")
     assert copies == ["--from=builder /opt/venv /opt/venv"]
     assert "PATH=/opt/venv/bin:$PATH" in runtime().last("ENV")
@@ -137,9 +140,133 @@ def test_default_command_is_a_real_sub_command() -> None:
 def test_image_installs_no_dev_dependencies() -> None:
     for stage in dockerfile():
         for run in stage.all("RUN"):
-            assert not re.search(r"\[(dev|local)\]|\s-e\s|--editable|requirements", run), run
-    installs = [run for run in dockerfile()[0].all("RUN") if "pip install" in run]
-    assert installs == ["/opt/venv/bin/pip install ."]
+            assert not re.search(r"\[(dev|local)\]|\s-e\s|--editable", run), run
+    # Two installs: the lock, then the package itself (a regular install, no extras).
+    assert [arguments[-1] for arguments in pip_installs()] == [LOCK_FILE, "."]
+
+
+# --- what the image is built from: a pinned base and a hashed lock --------------------------
+
+LOCK_FILE: Final = "requirements.lock"
+PINNED_BASE: Final = re.compile(r"python:3\.11-slim@sha256:[0-9a-f]{64}")
+LOCKED: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+HASH: Final = re.compile(r"--hash=sha256:[0-9a-f]{64}")
+
+
+def test_base_image_is_pinned_by_digest() -> None:
+    """A tag moves (every Python patch, every Debian fix); a digest names one image."""
+    bases = {stage.base for stage in dockerfile()}
+    assert len(bases) == 1, f"both stages on one base: {bases}"
+    (base,) = bases
+    assert PINNED_BASE.fullmatch(base), f"FROM {base}: pin it as python:3.11-slim@sha256:..."
+
+
+def pip_installs() -> list[list[str]]:
+    """The builder's pip install commands, as argument lists after `install`."""
+    commands = []
+    for run in dockerfile()[0].all("RUN"):
+        for command in run.split("&&"):
+            words = shlex.split(command)
+            if words[:2] == ["/opt/venv/bin/pip", "install"]:
+                commands.append(words[2:])
+    return commands
+
+
+def test_image_installs_dependencies_only_from_the_hashed_lock() -> None:
+    dependencies, package = pip_installs()
+    # Dependencies: the lock and nothing else, every file checked against its hash, no
+    # resolution (a dependency missing from the lock fails `pip check` after).
+    assert set(dependencies) == {"--require-hashes", "--no-deps", "-r", LOCK_FILE}
+    assert dependencies[dependencies.index("-r") + 1] == LOCK_FILE
+    assert f"{LOCK_FILE} ./" in dockerfile()[0].all("COPY")
+    # The package: no dependencies of its own resolving, built with the locked setuptools.
+    assert set(package) == {"--no-deps", "--no-build-isolation", "."}
+    assert any("/opt/venv/bin/pip check" in run for run in dockerfile()[0].all("RUN"))
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: normalized name -> (version, hashes)."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in (ROOT / LOCK_FILE).read_text().splitlines():
+        if match := LOCKED.match(line):
+            name = canonical(match.group(1))
+            assert name not in entries, f"{name} twice"
+            entries[name] = (match.group(2), [])
+        elif HASH.search(line):
+            entries[name][1].extend(HASH.findall(line))
+    return entries
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_lock_pins_every_runtime_and_build_dependency_with_hashes() -> None:
+    entries = locked()
+    assert entries, f"{LOCK_FILE} is empty"
+    for name, (version, hashes) in entries.items():
+        assert hashes, f"{name}=={version} has no hash"
+    named = [*pyproject()["project"]["dependencies"], *pyproject()["build-system"]["requires"]]
+    for text in named:
+        requirement = Requirement(text)
+        name = canonical(requirement.name)
+        assert name in entries, f"{text} (pyproject.toml) is not in {LOCK_FILE}: make lock"
+        version = entries[name][0]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{name}=={version} in {LOCK_FILE}, pyproject.toml asks {text}: make lock"
+        )
+
+
+def runtime_imports() -> set[str]:
+    """Top-level modules the package imports when it runs: not the type-only imports
+    (under TYPE_CHECKING), nor the optional ones (in a try that catches ImportError)."""
+
+    def visit(node: ast.AST, found: set[str]) -> None:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.orelse:
+                visit(statement, found)
+            return
+        if isinstance(node, ast.Try) and any(
+            "ImportError" in ast.unparse(handler.type or ast.Name("")) for handler in node.handlers
+        ):
+            for part in [*node.handlers, *node.orelse, *node.finalbody]:
+                visit(part, found)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        for child in ast.iter_child_nodes(node):
+            visit(child, found)
+
+    found: set[str] = set()
+    for path in (ROOT / "worker").glob("*.py"):
+        visit(ast.parse(path.read_text()), found)
+    return {name for name in found if name not in sys.stdlib_module_names and name != "worker"}
+
+
+def test_runtime_imports_scanner_skips_type_only_and_optional_imports() -> None:
+    imports = runtime_imports()
+    assert {"aiobotocore", "boto3", "pydantic", "structlog", "yaml"} <= imports
+    assert not any(name.startswith(("types_aiobotocore", "mypy_boto3")) for name in imports)
+    assert "localstack_client" not in imports
+
+
+def test_lock_provides_every_module_the_image_imports() -> None:
+    """`regworker provision`, `dlq` and `enqueue` run in the image (docker-compose.yml):
+    whatever the package imports must be installed there, named in pyproject.toml or not
+    (boto3 is not: aiobotocore 3.x dropped the boto3 extra pyproject.toml still asks for)."""
+    providers = importlib.metadata.packages_distributions()
+    entries = locked()
+    for module in sorted(runtime_imports()):
+        distributions = {canonical(name) for name in providers.get(module, [])}
+        assert distributions, f"{module}: no installed distribution provides it"
+        assert distributions & set(entries), f"import {module}: {distributions} not in the lock"
 
 
 def dockerignore_patterns() -> list[str]:
