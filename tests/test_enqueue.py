@@ -35,6 +35,8 @@ from worker.enqueue import (
     InvalidRequest,
     MissingToken,
     ProgressBar,
+    TokenLine,
+    _Pending,
     body_from_form,
     build_body,
 )
@@ -260,6 +262,68 @@ def test_enqueue_many_batches_checks_and_reports_progress(sqs: SQSClient, queue_
     assert set(messages) == {tokens[n] for n in range(25) if n not in (3, 17)}
     assert {item.message_id for item in report.sent} == {m["MessageId"] for m in messages.values()}
     assert {parse_body(m["Body"]).offer_type for m in messages.values()} == {"free-trial"}
+
+
+RESERVED = [
+    {"dlq_reason": "ExpiredToken"},
+    {"source": "web-1", "dlq_source_message_id": "forged"},
+    {"DLQ_Reason": "ExpiredToken"},
+    {"replay_count": "99"},
+    {"Replay_Count": "99"},
+]
+
+
+def test_enqueue_sends_the_senders_attributes(sqs: SQSClient, queue_url: str) -> None:
+    enqueuer = Enqueuer(queue_url, sqs_client=sqs)
+    token = f"tok-{tag()}"
+    enqueuer.enqueue(token, attributes={"source": "web-1", "dlq": "a name, not the prefix"})
+    [message] = drain(sqs, queue_url, 1)
+    assert {name: value["StringValue"] for name, value in message["MessageAttributes"].items()} == {
+        "source": "web-1",
+        "dlq": "a name, not the prefix",
+    }
+
+
+@pytest.mark.parametrize("attributes", RESERVED)
+def test_enqueue_refuses_reserved_attribute_names(
+    sqs: SQSClient, queue_url: str, attributes: dict[str, str]
+) -> None:
+    """dlq_* and replay_count are what `regworker dlq` reads off a dead letter: a sender
+    that could set them could make replay skip or refuse a good token."""
+    enqueuer = Enqueuer(queue_url, sqs_client=sqs)
+    with pytest.raises(InvalidRequest, match="reserved name") as caught:
+        enqueuer.enqueue(f"tok-{tag()}", attributes=attributes)
+    assert "dlq_" in str(caught.value)
+    assert "replay_count" in str(caught.value)
+    with pytest.raises(InvalidRequest, match="reserved name"):
+        enqueuer.enqueue_form(f"x-amzn-marketplace-token=tok-{tag()}", attributes=attributes)
+    assert drain(sqs, queue_url) == []
+
+
+async def test_async_enqueue_refuses_reserved_attribute_names(
+    sqs: SQSClient, queue_url: str
+) -> None:
+    token = f"tok-{tag()}"
+    async with AsyncEnqueuer(queue_url, region=REGION) as enqueuer:
+        for attributes in RESERVED:
+            with pytest.raises(InvalidRequest, match="reserved name"):
+                await enqueuer.enqueue(token, attributes=attributes)
+            with pytest.raises(InvalidRequest, match="reserved name"):
+                await enqueuer.enqueue_form(
+                    f"x-amzn-marketplace-token={token}", attributes=attributes
+                )
+        await enqueuer.enqueue(token, attributes={"source": "web-2"})
+    [message] = await asyncio.to_thread(drain, sqs, queue_url, 1)
+    assert message["MessageAttributes"]["source"]["StringValue"] == "web-2"
+
+
+def test_reprs_of_what_holds_a_token_do_not_show_it() -> None:
+    token = "SECRETtokenForARepr-" + tag() * 4
+    pending = _Pending(3, token, build_body(token))
+    line = TokenLine("line 7", token)
+    for shown in (repr(pending), repr(line), repr([pending, line])):
+        assert token[:8] not in shown
+    assert "line 7" in repr(line)
 
 
 # ---------------------------------------------------------------- AsyncEnqueuer

@@ -25,6 +25,11 @@ Both raise ``MissingToken`` when the form has no token (answer 400), ``InvalidRe
 for a token that can never resolve (400) and ``EnqueueFailed`` when SQS did not take
 the message (answer 503; nothing was enqueued, so the buyer can simply retry).
 
+``attributes=`` adds SQS message attributes (strings) for the web tier's own use. Names
+starting with ``dlq_`` and the name ``replay_count`` are refused (``InvalidRequest``):
+the worker writes those on its dead letters and ``regworker dlq`` reads them, so a
+sender must not be able to set them.
+
 On a FIFO queue (URL ending ``.fifo``) each token is its own message group and its
 sha256 is the deduplication id, so SQS drops the same token sent twice within 5 minutes.
 
@@ -56,6 +61,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.dead_letter import REPLAY_COUNT
 from worker.errors import MalformedMessage, RegworkerError
 from worker.events import token_ref, token_sha256
 from worker.request import OFFER_TYPE_FIELD, TOKEN_FIELD, parse_body
@@ -78,6 +84,8 @@ RETRY_DELAYS: Final = (0.2, 0.8)
 # A web request waits on this call: fail fast rather than hold the buyer's page.
 CONNECT_TIMEOUT: Final = 2.0
 READ_TIMEOUT: Final = 5.0
+
+RESERVED_ATTRIBUTE_PREFIX: Final = "dlq_"
 
 Progress = Callable[[int], None]
 
@@ -167,6 +175,32 @@ def _parse_form(form_body: str | bytes) -> tuple[str | None, str | None]:
     return (tokens[0] if tokens else None), (offer_types[0] if offer_types else None)
 
 
+def is_reserved_attribute(name: str) -> bool:
+    """A message attribute name the worker and ``regworker dlq`` keep to themselves
+    (case aside, so that no look-alike gets through either)."""
+    folded = name.lower()
+    return folded.startswith(RESERVED_ATTRIBUTE_PREFIX) or folded == REPLAY_COUNT
+
+
+def message_attributes(attributes: Mapping[str, str] | None) -> dict[str, Any]:
+    """The sender's attributes as SQS String attributes; raises ``InvalidRequest`` for a
+    reserved name or a value that is not a string. Names are not quoted back."""
+    if not attributes:
+        return {}
+    reserved = sum(1 for name in attributes if is_reserved_attribute(str(name)))
+    if reserved:
+        raise InvalidRequest(
+            f"{reserved} of the {len(attributes)} message attributes given have a reserved"
+            f" name: names starting with {RESERVED_ATTRIBUTE_PREFIX} and {REPLAY_COUNT} are"
+            " written by the worker on dead letters and read by `regworker dlq`"
+        )
+    if not all(isinstance(name, str) and isinstance(v, str) for name, v in attributes.items()):
+        raise InvalidRequest("message attribute names and values must be strings")
+    return {
+        name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+    }
+
+
 def _timestamp(moment: datetime | None) -> str:
     if moment is None:
         moment = datetime.now(UTC)
@@ -205,8 +239,8 @@ class EnqueueReport:
 @dataclass(frozen=True)
 class _Pending:
     index: int
-    token: str
-    body: str
+    token: str = field(repr=False)  # never in a repr, a traceback or a debug log
+    body: str = field(repr=False)
 
 
 @dataclass
@@ -292,10 +326,15 @@ def _entries(batch: Sequence[_Pending], fifo: bool) -> list[SendMessageBatchRequ
     return entries
 
 
-def _fifo_fields(token: str, fifo: bool) -> dict[str, Any]:
-    if not fifo:
-        return {}
-    return {"MessageGroupId": token_ref(token), "MessageDeduplicationId": token_sha256(token)}
+def _send_fields(token: str, fifo: bool, attributes: Mapping[str, str] | None) -> dict[str, Any]:
+    """SendMessage's optional fields: FIFO ids from the token, the sender's attributes."""
+    fields: dict[str, Any] = {}
+    if fifo:
+        fields["MessageGroupId"] = token_ref(token)
+        fields["MessageDeduplicationId"] = token_sha256(token)
+    if attributes:
+        fields["MessageAttributes"] = message_attributes(attributes)
+    return fields
 
 
 def describe(error: Exception) -> str:
@@ -340,10 +379,12 @@ class Enqueuer:
         correlation_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         received_at: datetime | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Send one token; returns the SQS MessageId."""
         body = build_body(token, offer_type, correlation_id, metadata, received_at)
-        return self._send(token, body)
+        fields = _send_fields(token, self.fifo, attributes)
+        return self._send(body, fields)
 
     def enqueue_form(
         self,
@@ -352,6 +393,7 @@ class Enqueuer:
         correlation_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         received_at: datetime | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Send what the browser posted; returns the SQS MessageId."""
         token, offer_type = form_fields(form_body)
@@ -361,6 +403,7 @@ class Enqueuer:
             correlation_id=correlation_id,
             metadata=metadata,
             received_at=received_at,
+            attributes=attributes,
         )
 
     def enqueue_many(
@@ -379,11 +422,9 @@ class Enqueuer:
         tally.tell_progress()
         return tally.report()
 
-    def _send(self, token: str, body: str) -> str:
+    def _send(self, body: str, fields: dict[str, Any]) -> str:
         try:
-            answer = self._client.send_message(
-                QueueUrl=self.queue_url, MessageBody=body, **_fifo_fields(token, self.fifo)
-            )
+            answer = self._client.send_message(QueueUrl=self.queue_url, MessageBody=body, **fields)
         except (ClientError, BotoCoreError) as error:
             raise EnqueueFailed(f"SendMessage failed: {describe(error)}") from error
         return answer["MessageId"]
@@ -456,10 +497,12 @@ class AsyncEnqueuer:
         correlation_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         received_at: datetime | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Send one token; returns the SQS MessageId."""
         body = build_body(token, offer_type, correlation_id, metadata, received_at)
-        return await self._send(token, body)
+        fields = _send_fields(token, self.fifo, attributes)
+        return await self._send(body, fields)
 
     async def enqueue_form(
         self,
@@ -468,6 +511,7 @@ class AsyncEnqueuer:
         correlation_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         received_at: datetime | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Send what the browser posted; returns the SQS MessageId."""
         token, offer_type = form_fields(form_body)
@@ -477,6 +521,7 @@ class AsyncEnqueuer:
             correlation_id=correlation_id,
             metadata=metadata,
             received_at=received_at,
+            attributes=attributes,
         )
 
     async def enqueue_many(
@@ -495,10 +540,10 @@ class AsyncEnqueuer:
         tally.tell_progress()
         return tally.report()
 
-    async def _send(self, token: str, body: str) -> str:
+    async def _send(self, body: str, fields: dict[str, Any]) -> str:
         try:
             answer = await self.client.send_message(
-                QueueUrl=self.queue_url, MessageBody=body, **_fifo_fields(token, self.fifo)
+                QueueUrl=self.queue_url, MessageBody=body, **fields
             )
         except (ClientError, BotoCoreError) as error:
             raise EnqueueFailed(f"SendMessage failed: {describe(error)}") from error
@@ -535,7 +580,7 @@ class UsageError(Exception):
 @dataclass(frozen=True)
 class TokenLine:
     where: str  # "line 12" or "argument 3": a place a person can find, not the token
-    token: str
+    token: str = field(repr=False)
 
 
 class ProgressBar:
