@@ -11,6 +11,9 @@ ResolveCustomer, whatever the worker is doing.
 - the queue cannot be reached: 503 with ``Retry-After`` and a page whose button posts
   the same form again, plus one log line naming the token by its sha256 prefix only.
 
+Every response carries ``Cache-Control: no-store``: the 503 page holds the token, and
+the others answer a POST that carried one, so no browser or proxy keeps a copy.
+
 aiohttp.web rather than a bare ASGI app: it is already a dependency of the worker (the
 emulator uses it), it brings its own production HTTP server (a bare ASGI app would need
 uvicorn or similar added to run at all, and to be tested over a real socket), and its
@@ -73,6 +76,7 @@ def create_app(config: LandingConfig, sqs_client: SQSClient | None = None) -> we
         return await _register_buyer(request, config)
 
     app.cleanup_ctx.append(enqueuer_for_app_life)
+    app.on_response_prepare.append(_no_store)
     app.router.add_post("/", register_buyer)
     app.router.add_get("/welcome", welcome)
     return app
@@ -122,6 +126,12 @@ async def welcome(request: web.Request) -> web.StreamResponse:
         "<p>Thank you for subscribing. Your account will be ready in a moment; we will"
         f" email you when it is.</p><p>Reference: <code>{reference}</code></p>",
     )
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, aiohttp's own (413, 405, ...) and redirects included: the
+    simplest way to be sure that none made from a token is ever missed."""
+    response.headers["Cache-Control"] = "no-store"
 
 
 _START_AGAIN: Final = (

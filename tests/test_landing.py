@@ -75,6 +75,7 @@ async def test_post_redirects_at_once_and_queues_the_token(sqs: SQSClient, queue
         welcome_status, _, welcome_page = await get(f"{base}{headers['Location']}")
 
     assert status == 303
+    assert headers["Cache-Control"] == "no-store"  # the redirect answers a token's POST
     location = urlsplit(headers["Location"])
     assert location.path == "/welcome"
     [correlation_id] = parse_qs(location.query)["correlation_id"]
@@ -131,6 +132,7 @@ async def test_bad_posts_get_a_short_page_and_queue_nothing(
         answer, headers, page = await post(f"{base}/", form, content_type)
     assert answer == status
     assert headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-store"
     assert text in page
     posted = parse_qs(form).get("x-amzn-marketplace-token", [""])[0]
     assert len(posted) < 3 or posted not in page  # the page never repeats the token
@@ -139,8 +141,9 @@ async def test_bad_posts_get_a_short_page_and_queue_nothing(
 
 async def test_oversized_body_is_refused(sqs: SQSClient, queue_url: str) -> None:
     async with serving(LandingConfig(queue_url)) as base:
-        status, _, _ = await post(f"{base}/", "x-amzn-marketplace-token=" + "a" * 20_000)
+        status, headers, _ = await post(f"{base}/", "x-amzn-marketplace-token=" + "a" * 20_000)
     assert status == 413
+    assert headers["Cache-Control"] == "no-store"  # aiohttp's own answer too
     assert await asyncio.to_thread(drain, sqs, queue_url) == []
 
 
@@ -163,6 +166,7 @@ async def test_queue_down_answers_503_and_logs_no_token(
 
     assert status == 503
     assert headers["Retry-After"] == "5"
+    assert headers["Cache-Control"] == "no-store"  # the page holds the token
     assert "Please try again" in page
     # The retry button posts the same form again, to this browser only.
     assert f'name="x-amzn-marketplace-token" value="{token}"' in page
