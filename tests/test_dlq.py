@@ -22,14 +22,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
+import boto3
 import pytest
 from mypy_boto3_sqs.client import SQSClient
 
 from tests.conftest import REGION, drain, unique_name
 from worker.cli import build_parser, main
 from worker.dead_letter import (
+    ERROR,
     FAILED_AT,
+    REASON,
+    RECEIVE_COUNT,
     REPLAY_COUNT,
+    SOURCE_MESSAGE_ID,
+    TOKEN_SHA256,
     DeadLetter,
     dead_letter_attributes,
 )
@@ -50,14 +56,16 @@ from worker.dlq import (
 )
 from worker.errors import DeadLetterReason
 from worker.events import token_ref, token_sha256
-from worker.provision import create_queues
+from worker.provision import REDRIVE_MARGIN, create_queues
+from worker.sandbox import LOCALSTACK_VENV, localstack_server
 from worker.sqs import ReceivedMessage
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, MessageTypeDef
 
 R = DeadLetterReason
-MALFORMED_BODY = '{"registration_token": "SECRET-PART-OF-A-BROKEN-BODY-0123456789", "x": 1}'
+MALFORMED_SECRET = "SECRET-PART-OF-A-BROKEN-BODY-qzwxjv"
+MALFORMED_BODY = f'{{"registration_token": "{MALFORMED_SECRET}", "x": 1}}'
 
 
 def new_token() -> str:
@@ -184,6 +192,13 @@ def bodies(messages: list[Any]) -> list[str]:
     return [message["Body"] for message in messages]
 
 
+def pieces_of(secret: str, text: str, size: int = 8) -> list[str]:
+    """The ``size``-character pieces of ``secret`` that occur in ``text``, ignoring
+    pieces made only of JSON punctuation and spaces (a key's quotes, ``": "``)."""
+    pieces = {secret[start : start + size] for start in range(len(secret) - size + 1)}
+    return sorted(p for p in pieces if p in text and p.strip('{}[]":, '))
+
+
 def string_attributes(message: Any) -> dict[str, str]:
     return {
         name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()
@@ -249,8 +264,10 @@ def test_peek_shows_messages_without_consuming_or_leaking_tokens(
             assert body not in out
             if reason != "MalformedMessage":
                 assert f"token {token_ref(body)}" in out
-    assert f"malformed body, {len(MALFORMED_BODY)} chars:" in out
-    assert "SECRET-PART-OF-A-BROKEN-BODY-0123456789" not in out
+    assert (
+        f"malformed body of {len(MALFORMED_BODY)} chars (sha256 {token_ref(MALFORMED_BODY)})" in out
+    )
+    assert not pieces_of(MALFORMED_SECRET, out)
     assert out.count("RetriesExhausted: the test says so") == 3
     assert "replays 1" in out
     assert_untouched(sqs, filled.dlq_url, 8)
@@ -287,12 +304,22 @@ def test_peek_json_of_malformed_and_unknown(
     malformed = by_reason["MalformedMessage"]
     assert malformed["token_ref"] is None
     assert malformed["body_length"] == len(MALFORMED_BODY)
-    assert len(malformed["body_preview"]) <= 40
-    assert MALFORMED_BODY.startswith(malformed["body_preview"].replace('\\"', '"'))
+    assert malformed["body_sha256"] == token_ref(MALFORMED_BODY)
+    assert malformed["body_error"].startswith("JSON body has 1 unknown key (1 character,")
+    assert "body_preview" not in malformed
+    assert malformed["dead_lettered_by"] == "worker"
+    assert not pieces_of(MALFORMED_SECRET, out)
     unknown = by_reason[UNKNOWN_REASON]
     assert unknown["error"] is None
     assert unknown["receive_count"] is None
     assert unknown["token_ref"] == token_ref(filled.bodies[UNKNOWN_REASON][0])
+    assert unknown["dead_lettered_by"] == "redrive policy"
+    assert unknown["body"] == {
+        "format": "token",
+        "offer_type": None,
+        "correlation_id": None,
+        "received_at": None,
+    }
 
 
 def test_peek_max_limits_the_listing(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
@@ -500,6 +527,271 @@ def test_replay_fifo_keeps_group_and_dedups_on_replay_count(
     # Within a group the order is kept.
     group_a = [message["Body"] for message in moved if sent[message["Body"]] == "group-a"]
     assert group_a == [body for body, group in sent.items() if group == "group-a"]
+
+
+# ------------------------------------------------------------- no token fragments
+
+
+def test_peek_and_dry_run_show_no_text_of_a_malformed_body(
+    sqs: SQSClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bodies that are a token with something around it: their first 40 characters
+    used to be shown, most of the token."""
+    queue_url, dlq_url = create_queues(sqs, unique_name("dlq"), max_receives=3)
+    token = new_token()
+    bodies = [
+        f"{token} and a space",
+        f'{{"registration_token": "a", "{token}": 1}}',
+        f"{token}&x-amzn-marketplace-token=a",
+    ]
+    for body in bodies:
+        put(sqs, dlq_url, body, letter_attributes(body, R.MALFORMED_MESSAGE))
+    put(sqs, dlq_url, bodies[0] + "!", None)  # moved by the redrive policy: no worker error
+    args = ["--dlq-url", dlq_url, "--region", REGION]
+
+    outputs = [
+        run_cli(["dlq", "peek", *args], capsys)[1],
+        run_cli(["dlq", "peek", *args, "--json"], capsys)[1],
+        run_cli(["dlq", "replay", *args, "--to", queue_url, "--dry-run"], capsys)[1],
+        run_cli(["dlq", "replay", *args, "--to", queue_url, "--dry-run", "--json"], capsys)[1],
+    ]
+
+    for out in outputs:
+        assert not pieces_of(token, out), out
+    text, document = outputs[0], json.loads(outputs[1])
+    for body in bodies:
+        assert f"malformed body of {len(body)} chars (sha256 {token_ref(body)})" in text
+    assert "does not parse: registration token may only hold printable ASCII" in text
+    by_hash = {message["body_sha256"]: message for message in document["messages"]}
+    assert by_hash[token_ref(bodies[1])]["body_error"].startswith(
+        f"JSON body has 1 unknown key ({len(token)} characters, sha256 {token_ref(token)}"
+    )
+    assert_untouched(sqs, dlq_url, 4)
+
+
+def test_repr_of_a_dlq_message_shows_no_body() -> None:
+    token = new_token()
+    message = received(token, letter_attributes(token, R.RETRIES_EXHAUSTED))
+    malformed = received(f"{token} x", {})
+    for shown in (repr(message), repr(malformed), repr([message, malformed])):
+        assert not pieces_of(token, shown)
+    assert f"token_ref='{token_ref(token)}'" in repr(message)
+    assert f"body_sha256='{token_ref(token + ' x')}'" in repr(malformed)
+
+
+# ----------------------------------------------------------- what `dlq` trusts
+
+
+def forged(**values: str) -> dict[str, MessageAttributeValueTypeDef]:
+    return {name: string(value) for name, value in values.items()}
+
+
+def moved_by_redrive_policy(
+    sqs: SQSClient,
+    queue_url: str,
+    dlq_url: str,
+    messages: list[tuple[str, dict[str, MessageAttributeValueTypeDef]]],
+) -> dict[str, str]:
+    """Send each (body, attributes) to the source queue and receive until the queue's
+    redrive policy has moved every one to the DLQ, as after repeated crashes; returns
+    each body's MessageId as the source queue gave it."""
+    sent = {
+        body: sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=attrs)[
+            "MessageId"
+        ]
+        for body, attrs in messages
+    }
+    for _ in range(1 + REDRIVE_MARGIN + 3):
+        sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        if queue_depth(sqs, dlq_url).visible == len(messages):
+            return sent
+    raise AssertionError("the redrive policy did not move the messages to the DLQ")
+
+
+def test_attributes_forged_by_a_sender_do_not_steer_replay(
+    sqs: SQSClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Good tokens sent with attributes named like the worker's, then moved to the DLQ by
+    the redrive policy (a crash loop): replay must not skip them as terminal, and a
+    forged replay_count must not refuse one without saying so."""
+    queue_url, dlq_url = create_queues(sqs, unique_name("dlq"), max_receives=1)
+    expired, invalid, tired = new_token(), new_token(), new_token()
+    sent = moved_by_redrive_policy(
+        sqs,
+        queue_url,
+        dlq_url,
+        [
+            (expired, forged(dlq_reason="ExpiredToken")),
+            (
+                invalid,
+                forged(
+                    dlq_reason="InvalidToken",
+                    dlq_error="InvalidTokenException: forged",
+                    dlq_source_message_id="forged-id",
+                    dlq_receive_count="4",
+                    dlq_token_sha256=token_sha256("another token"),
+                ),
+            ),
+            (tired, forged(source="web-1", replay_count="999999")),
+        ],
+    )
+    args = ["--dlq-url", dlq_url, "--region", REGION]
+
+    code, out, _ = run_cli(["dlq", "peek", *args, "--json"], capsys)
+    assert code == 0
+    peeked = {message["message_id"]: message for message in json.loads(out)["messages"]}
+    # The redrive policy keeps the MessageId (moto, like SQS and LocalStack).
+    assert set(peeked) == set(sent.values())
+    for body, message_id in sent.items():
+        message = peeked[message_id]
+        assert message["reason"] == UNKNOWN_REASON
+        assert message["dead_lettered_by"] == "redrive policy"
+        assert (message["error"], message["receive_count"]) == (None, None)
+        assert message["token_ref"] == token_ref(body)  # from the body, not the forged hash
+    assert peeked[sent[invalid]]["ignored_attributes"] == 5
+    code, out, _ = run_cli(["dlq", "peek", *args], capsys)
+    assert "5 dlq_* attribute(s) ignored, not the worker's" in out
+
+    code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url, "--json"], capsys)
+    assert code == 0
+    summary = json.loads(out)
+    assert (summary["moved"], summary["skipped"], summary["refused"]) == (2, {}, 1)
+    [refused] = summary["refused_messages"]
+    assert (refused["message_id"], refused["replay_count"]) == (sent[tired], 999999)
+    assert sorted(bodies(drain(sqs, queue_url))) == sorted([expired, invalid])
+
+    code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url], capsys)
+    assert code == 0
+    assert (
+        f"refused     {sent[tired]}  {UNKNOWN_REASON}  replay_count 999999 (from the message)"
+        f"  token {token_ref(tired)}"
+    ) in out
+    assert "replay_count is read from the message, and whoever sent it can set it" in out
+
+    code, out, _ = run_cli(
+        ["dlq", "replay", *args, "--to", queue_url, "--max-replays", "1000000", "--json"], capsys
+    )
+    assert json.loads(out)["moved"] == 1
+    [moved] = drain(sqs, queue_url)
+    assert moved["Body"] == tired
+    assert string_attributes(moved) == {"source": "web-1", REPLAY_COUNT: "1000000"}
+
+
+@pytest.mark.parametrize("count", ["\u00b2", "\u0663", "9" * 5000, "-1", "1e9", ""])
+def test_a_replay_count_that_is_not_a_count_is_none(
+    sqs: SQSClient, capsys: pytest.CaptureFixture[str], count: str
+) -> None:
+    """ "²".isdigit() is true but int() refuses it, as it does 5000 digits: such a
+    value used to stop the whole replay with a traceback."""
+    queue_url, dlq_url = create_queues(sqs, unique_name("dlq"), max_receives=3)
+    body = new_token()
+    sender = {REPLAY_COUNT: count} if count else {}
+    put(sqs, dlq_url, body, letter_attributes(body, R.RETRIES_EXHAUSTED, sender=sender))
+    args = ["--dlq-url", dlq_url, "--region", REGION, "--to", queue_url, "--json"]
+    code, out, _ = run_cli(["dlq", "replay", *args], capsys)
+    assert code == 0
+    assert json.loads(out)["moved"] == 1
+    [moved] = drain(sqs, queue_url)
+    assert string_attributes(moved)[REPLAY_COUNT] == "1"
+
+
+def received(
+    body: str,
+    attributes: dict[str, MessageAttributeValueTypeDef],
+    *,
+    message_id: str = "3c7a2fe1-994a-4057-a955-0b5c47aa77c0",
+    system: dict[str, str] | None = None,
+) -> DlqMessage:
+    """A DLQ message as ReceiveMessage answers it."""
+    answer = {
+        "MessageId": message_id,
+        "ReceiptHandle": "handle",
+        "Body": body,
+        "Attributes": {"SentTimestamp": "1700000000000", **(system or {})},
+        "MessageAttributes": attributes,
+    }
+    return DlqMessage.from_sqs(cast("MessageTypeDef", answer))
+
+
+def test_which_letters_are_the_workers() -> None:
+    body = new_token()
+    letter = letter_attributes(body, R.EXPIRED_TOKEN)
+    assert received(body, letter).reason == "ExpiredToken"
+    assert received(body, letter).dead_lettered_by == "worker"
+
+    lookalike = {**letter, TOKEN_SHA256: string(token_sha256("another token"))}
+    not_the_workers = {
+        # SQS and LocalStack mark what a redrive policy moved.
+        "moved": received(
+            body,
+            lookalike,
+            system={"DeadLetterQueueSourceArn": "arn:aws:sqs:us-east-1:123456789012:regs"},
+        ),
+        # A move keeps the MessageId; a letter is a new message.
+        "own id": received(body, lookalike, message_id=letter[SOURCE_MESSAGE_ID]["StringValue"]),
+        "odd reason": received(body, {**lookalike, REASON: string("Whatever")}),
+        "odd count": received(body, {**lookalike, RECEIVE_COUNT: string("four")}),
+        "odd time": received(body, {**lookalike, FAILED_AT: string("yesterday")}),
+        "odd type": received(
+            body, {**lookalike, RECEIVE_COUNT: {"DataType": "Number", "StringValue": "4"}}
+        ),
+        **{
+            f"no {name}": received(
+                body, {key: value for key, value in lookalike.items() if key != name}
+            )
+            for name in (REASON, ERROR, SOURCE_MESSAGE_ID, RECEIVE_COUNT, FAILED_AT)
+        },
+    }
+    for case, message in not_the_workers.items():
+        assert message.reason == UNKNOWN_REASON, case
+        assert (message.error, message.receive_count) == (None, None), case
+        assert message.failed_at == datetime.fromtimestamp(1_700_000_000, UTC), case
+        assert message.token_hash == token_sha256(body), case  # not the forged one
+        assert message.ignored_attributes >= 5, case
+        assert decide(message, ReplayOptions(), datetime.now(UTC)) is Decision.MOVE, case
+
+
+IN_CI = os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
+LOCALSTACK_INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
+
+
+@pytest.mark.skipif(
+    not LOCALSTACK_INSTALLED and not IN_CI, reason="LocalStack is not installed (make localstack)"
+)
+def test_localstack_marks_what_its_redrive_policy_moved(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where SQS's DeadLetterQueueSourceArn exists, even a forger who writes the worker's
+    whole set of attributes gets nothing past `dlq`."""
+    with localstack_server() as localstack:
+        for name, value in {
+            "AWS_ENDPOINT_URL": localstack.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }.items():
+            monkeypatch.setenv(name, value)
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url, dlq_url = create_queues(sqs, unique_name("dlq"), max_receives=1)
+        good, letter_body = new_token(), new_token()
+        sent = moved_by_redrive_policy(
+            sqs, queue_url, dlq_url, [(good, letter_attributes(good, R.EXPIRED_TOKEN))]
+        )
+        put(sqs, dlq_url, letter_body, letter_attributes(letter_body, R.EXPIRED_TOKEN))
+        args = ["--dlq-url", dlq_url, "--region", REGION]
+
+        code, out, _ = run_cli(["dlq", "peek", *args, "--json"], capsys)
+        peeked = {message["message_id"]: message for message in json.loads(out)["messages"]}
+        moved = peeked.pop(sent[good])  # LocalStack keeps the MessageId too
+        assert moved["reason"] == UNKNOWN_REASON
+        assert moved["moved_from"].endswith(":" + queue_url.rsplit("/", 1)[1])
+        [letter] = peeked.values()
+        assert letter["reason"] == "ExpiredToken"
+
+        code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url, "--json"], capsys)
+        assert code == 0
+        summary = json.loads(out)
+        assert (summary["moved"], summary["skipped"]) == (1, {"ExpiredToken": 1})
+        assert bodies(drain(sqs, queue_url)) == [good]
 
 
 # ---------------------------------------------------------------- lossless interruption
@@ -761,19 +1053,20 @@ def test_parse_duration() -> None:
 
 
 def test_escaped_prefix_is_bounded_and_escaped() -> None:
-    assert escaped_prefix("abc") == "abc"
-    assert escaped_prefix("a\x00b\nc") == "a\\x00b\\nc"
-    assert len(escaped_prefix("\x00" * 100)) == 40  # ten escapes of four characters
-    assert len(escaped_prefix("x" * 100)) == 40
-    assert escaped_prefix("é\\") == "\\xe9\\\\"
+    assert escaped_prefix("abc", 40) == "abc"
+    assert escaped_prefix("a\x00b\nc", 40) == "a\\x00b\\nc"
+    assert len(escaped_prefix("\x00" * 100, 40)) == 40  # ten escapes of four characters
+    assert len(escaped_prefix("x" * 100, 40)) == 40
+    assert escaped_prefix("é\\", 40) == "\\xe9\\\\"
 
 
 def dlq_message(
     reason: str | None, replay_count: int = 0, age: timedelta | None = None
 ) -> DlqMessage:
+    """A worker's letter for ``reason``; None: a message the redrive policy moved."""
     attributes: dict[str, Any] = {REPLAY_COUNT: string(str(replay_count))}
     if reason is not None:
-        attributes["dlq_reason"] = string(reason)
+        attributes.update(letter_attributes("body", R(reason)))
     if age is not None:
         attributes[FAILED_AT] = string((datetime.now(UTC) - age).isoformat())
     return DlqMessage("id", "handle", "body", attributes)
@@ -794,7 +1087,8 @@ def test_decide() -> None:
     old = ReplayOptions(older_than=timedelta(hours=1))
     assert decide(dlq_message("DisabledApi", age=timedelta(hours=2)), old, now) is Decision.MOVE
     assert decide(dlq_message("DisabledApi", age=timedelta(minutes=5)), old, now) is Decision.SKIP
-    assert decide(dlq_message("DisabledApi"), old, now) is Decision.SKIP  # age unknown
+    # Age unknown: no SentTimestamp, and dlq_failed_at is not the worker's own.
+    assert decide(dlq_message(None, age=timedelta(hours=2)), old, now) is Decision.SKIP
 
 
 class Terminal(io.StringIO):

@@ -45,13 +45,14 @@ from worker.dead_letter import (
     REASON,
     RECEIVE_COUNT,
     REPLAY_COUNT,
+    SOURCE_MESSAGE_ID,
     TOKEN_SHA256,
 )
 from worker.errors import DeadLetterReason, MalformedMessage
 from worker.events import token_sha256
 from worker.faults import describe, error_code
 from worker.provision import queue_arn
-from worker.request import parse_body
+from worker.request import RegistrationRequest, parse_body, sha256_ref
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -86,14 +87,15 @@ SYSTEM_ATTRIBUTES: Final[list[MessageSystemAttributeNameType]] = [
     "ApproximateReceiveCount",
     "SentTimestamp",
     "MessageGroupId",
+    "DeadLetterQueueSourceArn",  # set by SQS on what a redrive policy moved
 ]
 FALLBACK_GROUP_ID: Final = "replayed"  # standard DLQ replayed into a FIFO queue
 LOCALSTACK_REGION: Final = "us-east-1"
 CLIENT_CONFIG: Final = Config(retries={"mode": "standard", "max_attempts": 3})
 
-PREVIEW_CHARS: Final = 40
 TOKEN_REF_CHARS: Final = 12
 ERROR_DISPLAY_CHARS: Final = 200
+MAX_COUNT_DIGITS: Final = 9  # a count attribute longer than this is not a count
 PROGRESS_THRESHOLD: Final = 50
 PROGRESS_WIDTH: Final = 30
 
@@ -190,8 +192,37 @@ def sqs_client(target: Target) -> SQSClient:
 
 # --- one DLQ message ------------------------------------------------------------------
 
+# What `regworker dlq` trusts of a message's attributes.
+#
+# The dlq_* attributes are the worker's record of why a message failed, but only on a
+# letter the worker sent itself. Anyone who can send to the source queue can set
+# attributes of the same names, and a message the queue's redrive policy moves to the
+# DLQ keeps its attributes and its MessageId: a forged dlq_reason=ExpiredToken would
+# make replay skip a good token. So a message counts as the worker's letter only if
+#  - it has no DeadLetterQueueSourceArn system attribute. SQS sets it on every message
+#    a redrive policy moved (LocalStack does too); a letter is a new message that the
+#    worker sent, so it never has one;
+#  - it carries the worker's whole set, each a String and well formed: dlq_reason (a
+#    reason this version knows), dlq_error, dlq_source_message_id, dlq_receive_count
+#    (digits) and dlq_failed_at (a time);
+#  - its dlq_source_message_id is not its own MessageId: a letter is a new message,
+#    while a move keeps the MessageId.
+# Any other message is "Unknown (redrive policy)" whatever dlq_* attributes it has,
+# and none of them is read: no error, no receive count, the failure time from
+# SentTimestamp, the token hash from the body. Where the endpoint sets no
+# DeadLetterQueueSourceArn (moto), a forger who writes the whole set is not caught
+# here; the enqueue helpers refuse those names, and the worker refuses received
+# messages that carry them. replay_count is the sender's to set whatever is done here,
+# so it is advisory: replay still refuses a message at --max-replays, but names it and
+# says the count came from the message.
+WORKER_LETTER_ATTRIBUTES: Final = frozenset(
+    {REASON, ERROR, SOURCE_MESSAGE_ID, RECEIVE_COUNT, FAILED_AT}
+)
+WORKER_REASONS: Final = frozenset(reason.value for reason in DeadLetterReason)
+WORKER_PREFIX: Final = "dlq_"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class DlqMessage:
     message_id: str
     receipt_handle: str
@@ -199,6 +230,7 @@ class DlqMessage:
     attributes: Mapping[str, MessageAttributeValueOutputTypeDef]
     group_id: str | None = None
     sent_at: datetime | None = None
+    moved_from: str | None = None  # DeadLetterQueueSourceArn: moved by a redrive policy
 
     @classmethod
     def from_sqs(cls, message: MessageTypeDef) -> DlqMessage:
@@ -210,54 +242,108 @@ class DlqMessage:
             attributes=message.get("MessageAttributes", {}),
             group_id=system.get("MessageGroupId"),
             sent_at=_from_epoch_millis(system.get("SentTimestamp")),
+            moved_from=system.get("DeadLetterQueueSourceArn"),
+        )
+
+    def __repr__(self) -> str:
+        """No body (it holds the token) and no attribute values: ids, reason, references."""
+        return (
+            f"DlqMessage(message_id={self.message_id!r}, reason={self.reason!r},"
+            f" token_ref={self.token_ref!r}, body_length={len(self.body)},"
+            f" body_sha256={self.body_ref!r})"
         )
 
     def text(self, name: str) -> str | None:
         value = self.attributes.get(name)
         return None if value is None else value.get("StringValue")
 
+    @cached_property
+    def from_worker(self) -> bool:
+        """Whether the dlq_* attributes are the worker's own record (see above)."""
+        if self.moved_from is not None:
+            return False
+        for name in WORKER_LETTER_ATTRIBUTES:
+            value = self.attributes.get(name)
+            if value is None or value.get("DataType") != "String" or not value.get("StringValue"):
+                return False
+        return (
+            self.text(SOURCE_MESSAGE_ID) != self.message_id
+            and self.text(REASON) in WORKER_REASONS
+            and _to_int(self.text(RECEIVE_COUNT)) is not None
+            and _parse_time(self.text(FAILED_AT)) is not None
+        )
+
+    def _worker_text(self, name: str) -> str | None:
+        return self.text(name) if self.from_worker else None
+
+    @property
+    def dead_lettered_by(self) -> str:
+        return "worker" if self.from_worker else "redrive policy"
+
+    @property
+    def ignored_attributes(self) -> int:
+        """How many attributes named like the worker's were not trusted (and not read)."""
+        if self.from_worker:
+            return 0
+        return sum(1 for name in self.attributes if name.startswith(WORKER_PREFIX))
+
     @property
     def reason(self) -> str:
         """The worker's reason, or UNKNOWN_REASON for what the redrive policy moved."""
-        return self.text(REASON) or UNKNOWN_REASON
+        return self._worker_text(REASON) or UNKNOWN_REASON
 
     @property
     def error(self) -> str | None:
-        return self.text(ERROR)
+        return self._worker_text(ERROR)
 
     @property
     def receive_count(self) -> int | None:
-        return _to_int(self.text(RECEIVE_COUNT))
+        return _to_int(self._worker_text(RECEIVE_COUNT))
 
     @property
     def replay_count(self) -> int:
+        """Advisory: read from the message, whose sender can set it."""
         return _to_int(self.text(REPLAY_COUNT)) or 0
 
     @property
     def failed_at(self) -> datetime | None:
-        return _parse_time(self.text(FAILED_AT)) or self.sent_at
+        return _parse_time(self._worker_text(FAILED_AT)) or self.sent_at
+
+    @cached_property
+    def request(self) -> RegistrationRequest | MalformedMessage:
+        """The parsed body, or why it does not parse."""
+        try:
+            return parse_body(self.body)
+        except MalformedMessage as error:
+            return error
 
     @cached_property
     def token_hash(self) -> str | None:
-        """The token's sha256, from the attribute or the parsed body; None if malformed."""
-        recorded = self.text(TOKEN_SHA256)
+        """The token's sha256, from the worker's attribute or the parsed body; None if
+        the body does not parse (and the worker recorded none)."""
+        recorded = self._worker_text(TOKEN_SHA256)
         if recorded:
             return recorded
-        try:
-            return token_sha256(parse_body(self.body).token)
-        except MalformedMessage:
-            return None
+        request = self.request
+        return None if isinstance(request, MalformedMessage) else token_sha256(request.token)
 
     @property
     def token_ref(self) -> str | None:
         return None if self.token_hash is None else self.token_hash[:TOKEN_REF_CHARS]
+
+    @property
+    def body_ref(self) -> str:
+        """The whole body's sha256 prefix: tells bodies apart without showing any."""
+        return sha256_ref(self.body)
 
     def sender_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
         """The web tier's own attributes: no dlq_* ones and no replay_count."""
         return {
             name: _resendable(value)
             for name, value in self.attributes.items()
-            if name not in OWN_ATTRIBUTES and not name.startswith("dlq_") and name != REPLAY_COUNT
+            if name not in OWN_ATTRIBUTES
+            and not name.startswith(WORKER_PREFIX)
+            and name != REPLAY_COUNT
         }
 
     def send_size(self) -> int:
@@ -279,8 +365,12 @@ def _resendable(value: MessageAttributeValueOutputTypeDef) -> MessageAttributeVa
     return kept
 
 
-def _to_int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+def _to_int(text: str | None, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
+    """A number written as plain ASCII digits; anything else (a sender's "²", or a
+    number too long for int() to take) is none."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > max_digits:
+        return None
+    return int(text)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -294,7 +384,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def _from_epoch_millis(text: str | None) -> datetime | None:
-    millis = _to_int(text)
+    millis = _to_int(text, max_digits=15)
     return None if millis is None else datetime.fromtimestamp(millis / 1000, UTC)
 
 
@@ -304,7 +394,7 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def escaped_prefix(text: str, limit: int = PREVIEW_CHARS) -> str:
+def escaped_prefix(text: str, limit: int) -> str:
     """At most ``limit`` characters of ``text``, non-printable ones escaped."""
     pieces: list[str] = []
     used = 0
@@ -599,41 +689,75 @@ def peek(
     return found[:max_messages]
 
 
+# What peek (and a dry run's listing) shows of a body: nothing a token could be part
+# of. A body that parses shows its token as the 12-hex sha256 prefix; --json adds the
+# envelope fields that are not the token, which the parser keeps short and printable:
+# format, offer type, correlation id, received_at. A body that does not parse shows its
+# length, the sha256 prefix of the whole body (to tell two apart, or to match one the
+# web tier logged) and the parser's reason, which quotes no text of the body. No
+# prefix or other slice of it, however short: a mangled body is most often a token
+# with something around it, so any slice of it can be a piece of a token.
+
+
 def describe_message(message: DlqMessage) -> dict[str, Any]:
-    """What an operator may see of a message: never the token, never a whole bad body."""
+    """What an operator may see of a message: never the token, no text of a bad body."""
     described: dict[str, Any] = {
         "message_id": message.message_id,
         "reason": message.reason,
+        "dead_lettered_by": message.dead_lettered_by,
         "error": message.error,
         "receive_count": message.receive_count,
         "replay_count": message.replay_count,
         "failed_at": iso(message.failed_at),
         "token_ref": message.token_ref,
         "body_length": len(message.body),
+        "body_sha256": message.body_ref,
     }
-    if message.token_ref is None:
-        described["body_preview"] = escaped_prefix(message.body)
+    request = message.request
+    if isinstance(request, MalformedMessage):
+        described["body_error"] = request.detail
+    else:
+        described["body"] = _body_fields(request)
+    if message.moved_from is not None:
+        described["moved_from"] = message.moved_from
+    if message.ignored_attributes:
+        described["ignored_attributes"] = message.ignored_attributes
     if message.group_id is not None:
         described["group_id"] = message.group_id
     return described
 
 
+def _body_fields(request: RegistrationRequest) -> dict[str, str | None]:
+    return {
+        "format": request.body_format,
+        "offer_type": request.offer_type,
+        "correlation_id": request.correlation_id,
+        "received_at": None if request.received_at is None else request.received_at.isoformat(),
+    }
+
+
 def render_message(message: DlqMessage) -> str:
     receives = "?" if message.receive_count is None else str(message.receive_count)
+    request = message.request
     if message.token_ref is not None:
-        token = f"token {message.token_ref}"
+        body = f"token {message.token_ref}"
     else:
-        token = f'malformed body, {len(message.body)} chars: "{escaped_prefix(message.body)}"'
-        if len(message.body) > PREVIEW_CHARS:
-            token += "..."
+        body = f"malformed body of {len(message.body)} chars (sha256 {message.body_ref})"
     lines = [
         f"{message.message_id}  {message.reason}",
         f"  failed {_day(message.failed_at)}, receives {receives},"
-        f" replays {message.replay_count}, {token}",
+        f" replays {message.replay_count}, {body}",
     ]
+    if not message.from_worker:
+        origin = f" from {message.moved_from}" if message.moved_from else ""
+        ignored = message.ignored_attributes
+        note = f"; {ignored} dlq_* attribute(s) ignored, not the worker's" if ignored else ""
+        lines.append(f"  moved by a redrive policy{origin}, not dead-lettered by the worker{note}")
     if message.error:
         error = escaped_prefix(message.error, ERROR_DISPLAY_CHARS)
         lines.append(f"  error: {error}{'...' if len(error) < len(message.error) else ''}")
+    elif isinstance(request, MalformedMessage):
+        lines.append(f"  does not parse: {request.detail}")
     return "\n".join(lines)
 
 
@@ -728,6 +852,7 @@ class ReplaySummary:
     interrupted: bool = False
     error: str | None = None
     would_move: list[dict[str, Any]] = field(default_factory=list)
+    refused_messages: list[dict[str, Any]] = field(default_factory=list)
     terminal_hint: bool = False
 
     @property
@@ -755,6 +880,8 @@ class ReplaySummary:
             "not_released": self.unreleased,
             "interrupted": self.interrupted,
             "error": self.error,
+            # replay_count is read from each message, and its sender can set it
+            "refused_messages": self.refused_messages,
         }
         if self.dry_run:
             document["would_move"] = self.would_move
@@ -772,6 +899,12 @@ class ReplaySummary:
             + (f"  replay_count reached --max-replays {max_replays}" if self.refused else ""),
             f"  {'failed':<10}  {self.failed}" + ("  left in the DLQ" if self.failed else ""),
         ]
+        if self.refused:
+            lines.append(
+                "  (replay_count is read from the message, and whoever sent it can set it:"
+                " check the refused ones with `regworker dlq peek`, and replay them with a"
+                " higher --max-replays if their tokens are good)"
+            )
         if self.terminal_hint:
             lines.append(
                 "  (terminal reasons are skipped: name them with --reason or add"
@@ -982,6 +1115,7 @@ class Replayer:
                 selected.append(message)
             elif decision is Decision.REFUSE:
                 self.summary.refused += 1
+                self.summary.refused_messages.append(describe_message(message))
             else:
                 self._skip(message)
         if self._options.dry_run:
@@ -1169,7 +1303,9 @@ _DESCRIPTION = """\
 Inspect and replay the dead-letter queue. Every tool hands the messages it looked at
 back at once (visibility 0); only `replay` and `redrive` move anything.
 Reasons: the worker's dlq_reason attribute, or "Unknown (redrive policy)" for messages
-the queue's own redrive policy moved after a crash (select those with --reason Unknown)."""
+the queue's own redrive policy moved after a crash (select those with --reason Unknown).
+dlq_* attributes are read only from the worker's own letters (sent by the worker, with
+its whole set of attributes, never moved by a redrive policy): a sender's are ignored."""
 
 _SETTINGS_NOTE = """\
 Queues: --dlq-url (else REGWORKER_DLQ_URL), --to (else REGWORKER_QUEUE_URL).
@@ -1208,8 +1344,12 @@ examples:
   regworker dlq peek --reason MalformedMessage --max 3
   regworker dlq peek --json | jq '.messages[].error'
 
-Tokens show only as a 12-hex sha256 prefix; a malformed body only as its length and
-an escaped prefix of at most {PREVIEW_CHARS} characters. Nothing is consumed.
+Tokens show only as a 12-hex sha256 prefix. A body shows no text at all: one that
+parses, its non-secret fields in --json (format, offer type, correlation id,
+received_at); one that does not, its length, its sha256 prefix and why it does not
+parse. Reasons and
+errors are read only from the worker's own letters: a message the redrive policy moved
+shows as Unknown, whatever dlq_* attributes its sender gave it. Nothing is consumed.
 
 {_SETTINGS_NOTE}"""
 
@@ -1224,7 +1364,10 @@ examples:
 Each message is sent with its original body and the sender's attributes (dlq_* ones
 dropped, replay_count + 1), and deleted from the DLQ only once its send succeeded.
 InvalidToken and ExpiredToken are skipped unless named with --reason or
---include-terminal; a message replayed --max-replays times already is refused. FIFO:
+--include-terminal (a reason counts only on the worker's own letters: what the
+redrive policy moved is Unknown, whatever dlq_reason it carries). A message whose
+replay_count has reached --max-replays is refused and listed; that count is read from
+the message, so its sender can set it. FIFO:
 the group id is kept and the deduplication id is the DLQ message id + replay count.
 Ctrl-C stops after the current batch; a second Ctrl-C abandons that batch (what is
 held is still handed back at once). Either way a message can end up in both queues,
@@ -1581,6 +1724,12 @@ def _print_replay(args: argparse.Namespace, summary: ReplaySummary, options: Rep
             f"would move  {planned['message_id']}  {planned['reason']}"
             f"  replay {planned['replay_count']}->{planned['replay_count'] + 1}"
             f"  token {planned['token_ref'] or '-'}"
+        )
+    for refused in summary.refused_messages:
+        print(
+            f"refused     {refused['message_id']}  {refused['reason']}"
+            f"  replay_count {refused['replay_count']} (from the message)"
+            f"  token {refused['token_ref'] or '-'}"
         )
     print(summary.render(options.max_replays))
 
