@@ -101,7 +101,8 @@ def make_settings(resources: Resources, **overrides: Any) -> Settings:
         "resolve_rate_limit": 200.0,
         "publish_linger_seconds": 0.02,
         "shutdown_grace_seconds": 5,
-        "config_fault_pause_seconds": 1,
+        "fault_probe_max_seconds": 1,
+        "startup_check_seconds": 3,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

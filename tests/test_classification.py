@@ -28,6 +28,7 @@ from botocore.exceptions import (
 
 from worker.emulator import DEFAULT_PRODUCT_CODE, EmulatorConfig, running_emulator
 from worker.errors import (
+    ApiDisabled,
     ConfigurationFault,
     DeadLetterReason,
     MalformedMessage,
@@ -72,7 +73,6 @@ def client_error(code: str, status: int = 400, operation: str = "ResolveCustomer
     [
         ("InvalidTokenException", 400, DeadLetterReason.INVALID_TOKEN),
         ("ExpiredTokenException", 400, DeadLetterReason.EXPIRED_TOKEN),
-        ("DisabledApiException", 400, DeadLetterReason.DISABLED_API),
     ],
 )
 def test_token_errors_are_rejections(code: str, status: int, reason: DeadLetterReason) -> None:
@@ -114,12 +114,23 @@ def test_server_and_unknown_errors_are_transient(code: str, status: int) -> None
         ("ExpiredToken", 400),  # an expired STS session: the worker's, not the buyer's
         ("SomethingForbidden", 403),
         ("SomethingUnauthorized", 401),
+        # An endpoint that is not ResolveCustomer: LocalStack's answer for an API it does
+        # not emulate, and an unknown target.
+        ("InternalFailure", 501),
+        ("UnknownOperationException", 400),
     ],
 )
 def test_credential_and_permission_errors_are_configuration_faults(code: str, status: int) -> None:
     failure = classify_resolve_error(client_error(code, status))
     assert type(failure) is ConfigurationFault
     assert code in str(failure)
+
+
+def test_disabled_api_is_held_as_seller_wide_not_blamed_on_the_token() -> None:
+    failure = classify_resolve_error(client_error("DisabledApiException"))
+    assert isinstance(failure, ApiDisabled)
+    assert isinstance(failure, ConfigurationFault)
+    assert not isinstance(failure, Rejected)
 
 
 def test_registration_expired_token_is_not_the_sts_expired_token() -> None:
@@ -204,9 +215,8 @@ async def metering(emulator: LocalService) -> AsyncIterator[MarketplaceMeteringC
 
 
 async def failure_of(client: MarketplaceMeteringClient, token: Any) -> RegworkerError:
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the classification is the test
+    with pytest.raises((ClientError, ParamValidationError, EndpointConnectionError)) as caught:
         await client.resolve_customer(RegistrationToken=token)
-    assert isinstance(caught.value, Exception)
     return classify_resolve_error(caught.value)
 
 
@@ -215,7 +225,6 @@ async def failure_of(client: MarketplaceMeteringClient, token: Any) -> Regworker
     [
         ("invalid-x", DeadLetterReason.INVALID_TOKEN),
         ("expired-x", DeadLetterReason.EXPIRED_TOKEN),
-        ("disabled-x", DeadLetterReason.DISABLED_API),
     ],
 )
 async def test_emulated_token_errors_are_rejections(

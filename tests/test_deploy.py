@@ -264,6 +264,8 @@ IAM_ACTIONS: Final = {
     "put_events": "events:PutEvents",
     "publish": "sns:Publish",
     "publish_batch": "sns:Publish",
+    "get_topic_attributes": "sns:GetTopicAttributes",
+    "describe_event_bus": "events:DescribeEventBus",
     "resolve_customer": "aws-marketplace:ResolveCustomer",
     "get_item": "dynamodb:GetItem",
     "put_item": "dynamodb:PutItem",
@@ -551,19 +553,22 @@ def test_worker_policy_grants_exactly_what_the_worker_calls(sink: Sink, table: b
 @pytest.mark.parametrize(("sink", "table"), CONFIGURATIONS)
 def test_worker_policy_grants_each_action_on_its_own_resource(sink: Sink, table: bool) -> None:
     where = {
-        "sqs:ReceiveMessage": "Queue",
-        "sqs:DeleteMessage": "Queue",
-        "sqs:ChangeMessageVisibility": "Queue",
-        "sqs:GetQueueAttributes": "Queue",
-        "sqs:SendMessage": "DeadLetterQueue",
-        "events:PutEvents": "EventBus",
-        "sns:Publish": "Topic",
-        "aws-marketplace:ResolveCustomer": "*",
+        "sqs:ReceiveMessage": {"Queue"},
+        "sqs:DeleteMessage": {"Queue"},
+        "sqs:ChangeMessageVisibility": {"Queue"},
+        # Both queues: the depth of the source, the start-up and recovery probes of both.
+        "sqs:GetQueueAttributes": {"Queue", "DeadLetterQueue"},
+        "sqs:SendMessage": {"DeadLetterQueue"},
+        "events:PutEvents": {"EventBus"},
+        "events:DescribeEventBus": {"EventBus"},
+        "sns:Publish": {"Topic"},
+        "sns:GetTopicAttributes": {"Topic"},
+        "aws-marketplace:ResolveCustomer": {"*"},
     }
     grants = granted(stack_for(sink, table).resources()["WorkerPolicy"])
     for action, resources in grants.items():
-        expected = "IdempotencyTable" if action.startswith("dynamodb:") else where[action]
-        assert resources == {expected}, action
+        expected = {"IdempotencyTable"} if action.startswith("dynamodb:") else where[action]
+        assert resources == expected, action
         # ResolveCustomer has no resource ARNs; every other grant names its resource.
         assert "*" not in resources or action == "aws-marketplace:ResolveCustomer"
 

@@ -12,7 +12,6 @@ import pty
 import select
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,6 +26,7 @@ from aiohttp import web
 from botocore.config import Config
 
 from tests.conftest import drain, make_settings, schema_validator, unique_name
+from tests.support import tag
 from worker.cli import main
 from worker.enqueue import (
     AsyncEnqueuer,
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 REGION = "us-east-1"
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture

@@ -18,15 +18,15 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 
 from tests.conftest import drain, make_settings
+from tests.support import one_line, run_cli, send_all, stop_after, tag
 from tests.test_worker import (
-    _stop_soon,
-    send_all,
-    tag,
     test_cli_run_until_empty,
     test_events_never_carry_the_token,
     test_every_outcome,
@@ -70,16 +70,39 @@ def moto() -> Iterator[LocalService]:
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_publish_failure_keeps_the_message_sns(sqs: SQSClient, resources: Resources) -> None:
-    """A topic that refuses the event must leave the message on the queue, not delete it."""
+async def test_a_topic_gone_after_start_keeps_the_message(
+    sqs: SQSClient, resources: Resources, session: boto3.Session
+) -> None:
+    """The topic is deleted after start-up: the message waits in hand under the fault
+    hold and goes back to the queue at stop; nothing reaches the DLQ."""
     token = f"keep-{tag()}"
-    send_all(sqs, resources.queue_url, [token])
-    settings = make_settings(resources, topic_arn=f"{resources.topic_arn}-missing")
-    report = await run_worker(settings, stop=_stop_soon(4.0))
-    assert report.tally.outcomes["published"] == 0
-    assert report.tally.outcomes["kept"] >= 1
+
+    def delete_the_topic(_consumer: object) -> None:
+        session.client("sns").delete_topic(TopicArn=resources.topic_arn)
+        send_all(sqs, resources.queue_url, [token])
+
+    report = await run_worker(
+        make_settings(resources), stop=stop_after(4.0), on_consumer=delete_the_topic
+    )
+    assert report.tally.outcomes == {"kept": 1}
     assert drain(sqs, resources.dlq_url) == []
     assert [m["Body"] for m in drain(sqs, resources.queue_url, expected=1)] == [token]
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_forgotten_metering_endpoint_stops_at_start(
+    resources: Resources, aws_env: dict[str, str], moto: LocalService, tmp_path: Path
+) -> None:
+    """Everything pointed at LocalStack, AWS_ENDPOINT_URL_MARKETPLACE_METERING forgotten:
+    LocalStack answers ResolveCustomer with 501 "not yet emulated", which is no fault
+    that passes: one line, exit 2, at once (not after the retry time)."""
+    env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL_MARKETPLACE_METERING"}
+    started = time.monotonic()
+    result = run_cli(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="30")
+    line = one_line(result)
+    assert time.monotonic() - started < 25
+    assert line.startswith("regworker run: AWS_ENDPOINT_URL_MARKETPLACE_METERING: ")
+    assert "does not answer as ResolveCustomer" in line
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
@@ -89,7 +112,7 @@ async def test_stopped_worker_leaves_no_long_poll_behind(
     """A message sent right after the worker stopped must be receivable at once, not held
     invisible for the visibility timeout by a long poll the worker abandoned."""
     settings = make_settings(resources, wait_time_seconds=5)
-    await run_worker(settings, stop=_stop_soon(1.0))  # stops while its polls wait
+    await run_worker(settings, stop=stop_after(1.0))  # stops while its polls wait
     send_all(sqs, resources.queue_url, [f"after-stop-{tag()}"])
     answer = sqs.receive_message(QueueUrl=resources.queue_url, WaitTimeSeconds=2)
     assert len(answer.get("Messages", [])) == 1

@@ -23,34 +23,22 @@ from mypy_boto3_sqs.client import SQSClient
 from structlog.testing import capture_logs
 
 from tests.conftest import REGION, drain, event_of, make_settings, unique_name
+from tests.support import send_all, stop_after, tag
 from tests.tcp_proxy import FlakyProxy, flaky_proxy
+from worker import service
 from worker.consumer import Consumer, ReceiveLoopDied
+from worker.dead_letter import DeadLetterQueue, OutgoingLetter
 from worker.errors import PublishError
 from worker.events import event_id_for
+from worker.fault_hold import FaultHold
 from worker.flow_control import FlowController, Pacer
 from worker.heartbeat import VisibilityHeartbeat
-from worker.pause import Pause
 from worker.provision import Resources, create_queues, provision
 from worker.publisher import Event, Outgoing, SnsPublisher
 from worker.sandbox import clean_environ, emulator_server
 from worker.service import RunReport, run_worker
 from worker.settings import Sink
 from worker.sqs import ReceivedMessage, SourceQueue
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def send_all(sqs: SQSClient, queue_url: str, bodies: Sequence[str], **extra: Any) -> None:
-    for body in bodies:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body, **extra)
-
-
-def stop_after(seconds: float) -> asyncio.Event:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(seconds, stop.set)
-    return stop
 
 
 def events(sqs: SQSClient, resources: Resources) -> list[dict[str, Any]]:
@@ -137,6 +125,98 @@ async def test_shutdown_finishes_started_and_hands_back_the_rest(
     assert drain(sqs, resources.dlq_url) == []
 
 
+class SlowSns(SnsPublisher):
+    """Publishes after a pause, and says when a publish has started."""
+
+    sending = asyncio.Event()
+
+    async def _send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        SlowSns.sending.set()
+        await asyncio.sleep(3.0)
+        return await super()._send(events)
+
+
+class SlowDeadLetters(DeadLetterQueue):
+    sending = asyncio.Event()
+
+    async def _send(self, letters: Sequence[OutgoingLetter]) -> list[BaseException | None]:
+        SlowDeadLetters.sending.set()
+        await asyncio.sleep(3.0)
+        return await super()._send(letters)
+
+
+async def stop_when(started: asyncio.Event) -> asyncio.Event:
+    stop = asyncio.Event()
+    started.clear()
+
+    async def watch() -> None:
+        await started.wait()
+        stop.set()
+
+    _watchers.add(asyncio.create_task(watch()))
+    return stop
+
+
+_watchers: set[asyncio.Task[None]] = set()
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut(
+    sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grace period (1 s) ends while the event is being published (3 s): cutting the
+    lane then would leave a published token on the queue, to be published again."""
+    monkeypatch.setattr(
+        service,
+        "build_publisher",
+        lambda settings, clients: SlowSns(clients.sns, settings.topic_arn, linger=0.01),
+    )
+    send_all(sqs, resources.queue_url, [f"grace-{tag()}"])
+    settings = make_settings(resources, shutdown_grace_seconds=1)
+    report = await run_worker(settings, stop=await stop_when(SlowSns.sending))
+    assert report.tally.outcomes == {"published": 1}
+    assert len(events(sqs, resources)) == 1
+    assert drain(sqs, resources.queue_url) == []  # deleted, not left to come back
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back(
+    sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dead-lettering a malformed message never reaches the pacer, so it was not
+    "started": shutdown handed it back while its DLQ send went on, two DLQ copies."""
+    monkeypatch.setattr(service, "DeadLetterQueue", SlowDeadLetters)
+    send_all(sqs, resources.queue_url, ["not a token at all"])
+    settings = make_settings(resources, shutdown_grace_seconds=5)
+    report = await run_worker(settings, stop=await stop_when(SlowDeadLetters.sending))
+    assert report.tally.outcomes == {"dead_lettered": 1}
+    assert len(drain(sqs, resources.dlq_url)) == 1
+    assert drain(sqs, resources.queue_url) == []
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_fifo_messages_behind_a_slow_head_are_kept_invisible_from_receipt(
+    sqs: SQSClient, resources: Resources
+) -> None:
+    """Three 4 s messages of one group, a 10 s visibility: the third waits 8 s behind the
+    others. Watched only from its turn, it became visible at 10 s while in hand and was
+    received and published a second time."""
+    queue_url, dlq_url = create_queues(sqs, unique_name(), max_receives=5, fifo=True)
+    fifo = dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url)
+    t = tag()
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=f"slow-4000-{t}-{n}",
+            MessageGroupId="A",
+            MessageDeduplicationId=f"{n}-{t}",
+        )
+    report = await run_worker(make_settings(fifo), until_empty=True)
+    assert report.tally.outcomes == {"published": 3}
+    published = [e["event_id"] for e in events(sqs, resources)]
+    assert sorted(published) == sorted(event_id_for(f"slow-4000-{t}-{n}") for n in range(3))
+
+
 @pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
 def test_sigterm_exits_zero_and_loses_nothing(
     sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
@@ -156,7 +236,10 @@ def test_sigterm_exits_zero_and_loses_nothing(
     assert worker.returncode == 0, stderr
     assert "Traceback" not in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    assert "signal" in {r["event"] for r in records}
+    assert "stopping" in {r["event"] for r in records}
+    # The person at the terminal is told what the worker waits for and how to force it.
+    assert "regworker run: stopping (SIGTERM): waiting for" in stderr
+    assert "send it again to stop at once" in stderr
     published = len(events(sqs, resources))
     left = len(drain(sqs, resources.queue_url))
     assert published + left == len(tokens)
@@ -182,7 +265,9 @@ async def test_idempotency_table_gives_one_event_per_token(
         resources.queue_url,
         [token, token, f"x-amzn-marketplace-token={token}", token, other],
     )
-    settings = make_settings(resources, idempotency_table=table, requeue_base_seconds=1)
+    settings = make_settings(
+        resources, idempotency_table=table, requeue_base_seconds=1, visibility_timeout_seconds=30
+    )
     reports = await asyncio.gather(
         run_worker(settings, until_empty=True), run_worker(settings, until_empty=True)
     )
@@ -213,8 +298,12 @@ async def test_fifo_failure_holds_back_only_its_group(sqs: SQSClient, resources:
                 MessageDeduplicationId=f"{group}-{n}-{t}",
             )
     settings = make_settings(fifo, retry_max_seconds=0.1, resolve_budget_seconds=0.3)
-    report = await run_worker(settings, until_empty=True)
-    assert report.tally.outcomes["requeued"] >= 1
+    with capture_logs() as logs:
+        await run_worker(settings, until_empty=True)
+    assert any(entry["event"] == "retry_in_hand" for entry in logs)
+    # a1 was retried in hand: neither it nor a2 and a3 behind it went back to the queue,
+    # so no receive count was spent on a failure that was not theirs.
+    assert not [entry for entry in logs if entry["event"] in {"requeued", "handed_back"}]
     order = {
         e["event_id"]: e["occurred_at"] for e in events(sqs, resources)
     }  # occurred_at: when each was resolved
@@ -233,13 +322,19 @@ async def run_through_outage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[RunReport, list[MutableMapping[str, Any]], FlakyProxy]:
     """Run the worker until drained with one service behind a proxy that is cut for
-    8 s: longer than botocore's own three tries, so the worker's handling shows."""
+    8 s once the worker has started (the start-up check saw it answer): longer than
+    botocore's own three tries, so the worker's handling shows."""
     async with flaky_proxy(aws_env["AWS_ENDPOINT_URL"]) as proxy:
         monkeypatch.setenv(endpoint_variable, proxy.url)
-        proxy.cut()
-        asyncio.get_running_loop().call_later(8.0, proxy.restore)
+
+        def cut_for_a_while(_consumer: object) -> None:
+            proxy.cut()
+            asyncio.get_running_loop().call_later(8.0, proxy.restore)
+
         with capture_logs() as logs:
-            report = await run_worker(make_settings(resources), until_empty=True)
+            report = await run_worker(
+                make_settings(resources), until_empty=True, on_consumer=cut_for_a_while
+            )
     return report, logs, proxy
 
 
@@ -271,8 +366,14 @@ async def test_sink_outage_keeps_messages_until_it_is_back(
     report, logs, _ = await run_through_outage(
         "AWS_ENDPOINT_URL_SNS", resources, aws_env, monkeypatch
     )
-    assert "publish_failed" in [entry["event"] for entry in logs]
-    assert report.tally.outcomes["kept"] >= len(tokens)
+    held = [entry for entry in logs if entry["event"] in {"outage", "fault_cleared"}]
+    assert [(entry["event"], entry["component"]) for entry in held] == [
+        ("outage", "sink"),
+        ("fault_cleared", "sink"),
+    ]
+    # Kept in hand through the outage: nothing went back to the queue to spend receives.
+    assert report.tally.outcomes["kept"] == 0
+    assert report.tally.outcomes["requeued"] == 0
     assert report.tally.outcomes["published"] == len(tokens)
     published = [e["event_id"] for e in events(sqs, resources)]
     assert sorted(published) == sorted(event_id_for(t) for t in tokens)  # once each
@@ -280,19 +381,36 @@ async def test_sink_outage_keeps_messages_until_it_is_back(
 
 
 @pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
-async def test_failed_dead_letter_send_leaves_the_message_on_the_queue(
+async def test_a_dlq_gone_after_start_holds_the_poison_message_until_it_is_back(
     sqs: SQSClient, resources: Resources
 ) -> None:
-    missing_dlq = resources.dlq_url.rsplit("/", 1)[0] + f"/missing-{tag()}"
+    """The DLQ is deleted after start-up: the invalid token waits in hand (not handed
+    back, its receive count untouched) and goes to the DLQ once it exists again."""
+    dlq_name = resources.dlq_url.rsplit("/", 1)[1]
     token = f"invalid-{tag()}"
-    send_all(sqs, resources.queue_url, [token])
-    settings = make_settings(resources, dlq_url=missing_dlq)
+    stop = asyncio.Event()
+
+    def delete_the_dlq(_consumer: object) -> None:
+        sqs.delete_queue(QueueUrl=resources.dlq_url)
+        send_all(sqs, resources.queue_url, [token])
+
+    async def recreate_later() -> None:
+        await asyncio.sleep(4.0)
+        assert sqs.create_queue(QueueName=dlq_name)["QueueUrl"] == resources.dlq_url
+        await asyncio.sleep(4.0)
+        stop.set()
+
     with capture_logs() as logs:
-        report = await run_worker(settings, stop=stop_after(3.0))
-    assert "dead_letter_failed" in [entry["event"] for entry in logs]
-    assert report.tally.outcomes["dead_lettered"] == 0
-    assert drain(sqs, resources.dlq_url) == []
-    assert [m["Body"] for m in drain(sqs, resources.queue_url, expected=1)] == [token]
+        recreating = asyncio.create_task(recreate_later())
+        report = await run_worker(make_settings(resources), stop, on_consumer=delete_the_dlq)
+        await recreating
+    held = [(e["event"], e["component"]) for e in logs if "component" in e]
+    assert held[0] == ("configuration_fault", "dead_letter_queue")
+    assert ("fault_cleared", "dead_letter_queue") in held
+    assert report.tally.outcomes == {"dead_lettered": 1}
+    letters = drain(sqs, resources.dlq_url, expected=1)
+    assert [m["Body"] for m in letters] == [token]
+    assert letters[0]["MessageAttributes"]["dlq_receive_count"]["StringValue"] == "1"
 
 
 class OversizeOneEntry(SnsPublisher):
@@ -354,7 +472,7 @@ async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None
         queue,
         handler=SimpleNamespace(started=set()),  # type: ignore[arg-type]  # never handles
         heartbeat=VisibilityHeartbeat(queue, 10),
-        pause=Pause(),
+        hold=FaultHold({}, max_wait=1),
         pacer=Pacer(FlowController(10, start_rate=10)),
     )
     with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
@@ -388,7 +506,7 @@ def test_fifo_end_to_end_with_an_sns_fifo_topic(sqs: SQSClient, session: boto3.S
 
 
 @pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
-def test_a_second_signal_cancels_what_is_left(
+def test_a_second_ctrl_c_stops_at_once_with_exit_130(
     sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     tokens = [f"slow-6000-{tag()}" for _ in range(6)]
@@ -401,14 +519,16 @@ def test_a_second_signal_cancels_what_is_left(
         REGWORKER_SHUTDOWN_GRACE_SECONDS="60",
     )
     time.sleep(3.0)  # every message is in a 6 s ResolveCustomer call now
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGINT)
     time.sleep(1.0)
     stopped_at = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGINT)
     _, stderr = worker.communicate(timeout=30)
     assert time.monotonic() - stopped_at < 10  # not the 60 s grace period
+    assert worker.returncode == 130, stderr  # a forced exit is not a clean one
     assert "Traceback" not in stderr
     assert "second_signal" in stderr
+    assert "message(s) to finish (up to 60s)" in stderr
     # Nothing was deleted unpublished: each token is either published or comes back.
     published = len(events(sqs, resources))
     time.sleep(1.0)

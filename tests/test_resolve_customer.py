@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support import tag
 from worker.cli import main
 from worker.sandbox import LocalService, free_port
 
@@ -87,10 +87,6 @@ def assert_same(ours: Run, theirs: Run) -> None:
     assert (ours.code, ours.out) == (theirs.code, theirs.out)
     # aws v1 puts a blank line before its one error line; ours is that line alone.
     assert ours.err.strip() == last_line(theirs.err)
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 # ---------------------------------------------------------------- the same as aws

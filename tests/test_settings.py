@@ -200,3 +200,39 @@ def test_cli_names_a_bad_setting_from_dotenv(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
     assert "REGWORKER_TOPIC_ARN" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REGWORKER_WAIT_TIME_SECONDS", "0"),  # a receive loop with no wait: a tight loop
+        ("REGWORKER_REQUEUE_BASE_SECONDS", "0"),  # handed back visible at once, again and again
+        ("REGWORKER_FAULT_PROBE_MAX_SECONDS", "0.5"),
+        ("REGWORKER_CONFIG_FAULT_PAUSE_SECONDS", "0.5"),  # the old name, under 1 s
+        ("REGWORKER_SHUTDOWN_GRACE_SECONDS", "0"),
+        ("REGWORKER_STARTUP_CHECK_SECONDS", "0"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused(
+    env: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    env.setenv(variable, value)
+    message = settings_error()
+    # A variable read under two names is reported by its current one.
+    named = "REGWORKER_FAULT_PROBE_MAX_SECONDS" if "FAULT" in variable else variable
+    assert message.startswith(f"{named}: "), message
+
+
+def test_the_old_name_of_the_probe_wait_is_still_read(env: pytest.MonkeyPatch) -> None:
+    env.setenv("REGWORKER_CONFIG_FAULT_PAUSE_SECONDS", "7")
+    assert load_settings().fault_probe_max_seconds == 7
+
+
+def test_an_idempotency_lease_shorter_than_a_call_is_refused(env: pytest.MonkeyPatch) -> None:
+    """The claim's lease is the visibility timeout, renewed at half time: half of it must
+    outlast one slow DynamoDB or publish call (connect 5 s + read 10 s)."""
+    env.setenv("REGWORKER_IDEMPOTENCY_TABLE", "claims")
+    env.setenv("REGWORKER_VISIBILITY_TIMEOUT_SECONDS", "20")
+    assert settings_error().startswith("REGWORKER_VISIBILITY_TIMEOUT_SECONDS: at least 30")
+    env.setenv("REGWORKER_VISIBILITY_TIMEOUT_SECONDS", "30")
+    assert load_settings().visibility_timeout_seconds == 30

@@ -7,10 +7,10 @@ import json
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from mypy_boto3_sqs.client import SQSClient
 from structlog.testing import capture_logs
@@ -22,21 +22,13 @@ from tests.conftest import (
     make_settings,
     schema_validator,
 )
+from tests.support import send_all, stop_after, tag
 from worker.events import event_id_for, token_sha256
 from worker.provision import Resources
-from worker.sandbox import clean_environ, emulator_server
+from worker.sandbox import clean_environ, emulator_server, set_emulator_fault
 from worker.service import run_worker
 
 EMULATOR_PRODUCT = "regworkeremulator00000001"
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def send_all(sqs: SQSClient, queue_url: str, bodies: list[str]) -> None:
-    for body in bodies:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 
 
 def dlq_by_body(sqs: SQSClient, resources: Resources) -> dict[str, dict[str, Any]]:
@@ -136,46 +128,65 @@ async def test_same_token_twice_gives_the_same_event_id(
 
 
 @pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
-async def test_publish_failure_keeps_the_message(sqs: SQSClient, resources: Resources) -> None:
-    """A sink that refuses the event must leave the message on the queue, not delete it."""
+async def test_a_sink_gone_after_start_keeps_the_message(
+    sqs: SQSClient, resources: Resources, session: boto3.Session
+) -> None:
+    """The bus is deleted after start-up: the event cannot be published, so the message
+    waits in hand under the fault hold and goes back to the queue, unspent, at stop."""
     token = f"keep-{tag()}"
-    send_all(sqs, resources.queue_url, [token])
-    settings = make_settings(resources, event_bus_name=f"missing-bus-{tag()}")
-    stop_after_first_pass = await run_worker(settings, until_empty=False, stop=_stop_soon(4.0))
-    assert stop_after_first_pass.tally.outcomes["published"] == 0
-    assert stop_after_first_pass.tally.outcomes["kept"] >= 1
+    bus = f"doomed-bus-{tag()}"
+    events_client = session.client("events")
+    events_client.create_event_bus(Name=bus)
+
+    def delete_the_bus(_consumer: object) -> None:
+        events_client.delete_event_bus(Name=bus)
+        send_all(sqs, resources.queue_url, [token])
+
+    settings = make_settings(resources, event_bus_name=bus)
+    with capture_logs() as logs:
+        report = await run_worker(settings, stop=stop_after(4.0), on_consumer=delete_the_bus)
+    assert report.tally.outcomes == {"kept": 1}  # handed back at stop, never published
+    assert ("configuration_fault", "sink") in [
+        (entry["event"], entry.get("component")) for entry in logs
+    ]
     assert drain(sqs, resources.dlq_url) == []
     left = drain(sqs, resources.queue_url, expected=1)
     assert [m["Body"] for m in left] == [token]
-
-
-def _stop_soon(seconds: float) -> asyncio.Event:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(seconds, stop.set)
-    return stop
+    assert left[0]["Attributes"]["ApproximateReceiveCount"] == "2"  # one delivery spent
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
 async def test_rejected_credentials_never_blame_the_token(
     sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The emulator refuses this worker's access key: the good token must stay on the
-    queue (not the DLQ), however many times it is tried."""
+    """ResolveCustomer refuses the worker's credentials for a while after start-up, with
+    one delivery allowed: the good token is held in hand, not dead-lettered nor handed
+    back, and published once the credentials work again."""
     token = f"good-{tag()}"
     send_all(sqs, resources.queue_url, [token])
-    with emulator_server(["--reject-access-key", "rejected-key"]) as strict:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_MARKETPLACE_METERING", strict.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rejected-key")
+    with emulator_server() as emulator:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_MARKETPLACE_METERING", emulator.url)
         settings = make_settings(resources, max_receives=1)
+
+        def expire_the_credentials(_consumer: object) -> None:
+            set_emulator_fault(emulator.url, "UnrecognizedClientException", 4.0)
+
         with capture_logs() as logs:
-            report = await run_worker(settings, stop=_stop_soon(4.0))
-    assert report.tally.outcomes["kept"] >= 1
-    assert report.tally.outcomes["dead_lettered"] == 0
+            report = await run_worker(
+                settings, until_empty=True, on_consumer=expire_the_credentials
+            )
+    assert report.tally.outcomes == {"published": 1}
+    held = [(e["event"], e.get("component")) for e in logs if "component" in e]
+    assert held == [
+        ("configuration_fault", "resolve_customer"),
+        ("fault_cleared", "resolve_customer"),
+    ]
     faults = [entry for entry in logs if entry["event"] == "configuration_fault"]
-    assert faults
     assert "UnrecognizedClientException" in faults[0]["error"]
     assert drain(sqs, resources.dlq_url) == []
-    assert [m["Body"] for m in drain(sqs, resources.queue_url, expected=1)] == [token]
+    assert [e["event_id"] for e in events_by_token_hash(sqs, resources).values()] == [
+        event_id_for(token)
+    ]
 
 
 @pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from worker.settings import Settings, Sink
+from worker.settings import (
+    CALL_CONNECT_TIMEOUT_SECONDS,
+    CALL_READ_TIMEOUT_SECONDS,
+    Settings,
+    Sink,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -49,7 +54,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
     sqs_config = AioConfig(
         max_pool_connections=pool,
         read_timeout=settings.wait_time_seconds + 15,
-        connect_timeout=5,
+        connect_timeout=CALL_CONNECT_TIMEOUT_SECONDS,
         retries={"mode": "standard", "max_attempts": 3},
     )
     # Retries of ResolveCustomer are the worker's own (tenacity), so botocore makes one try.
@@ -61,8 +66,8 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
     )
     publish_config = AioConfig(
         max_pool_connections=pool,
-        read_timeout=10,
-        connect_timeout=5,
+        read_timeout=CALL_READ_TIMEOUT_SECONDS,
+        connect_timeout=CALL_CONNECT_TIMEOUT_SECONDS,
         retries={"mode": "standard", "max_attempts": 3},
     )
     async with AsyncExitStack() as stack:

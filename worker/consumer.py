@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 import structlog
 
-from worker.errors import RegworkerError
+from worker.errors import ConfigurationFault, RegworkerError
+from worker.fault_hold import FaultHold
 from worker.faults import classify_aws_error, describe
 from worker.flow_control import Pacer
 from worker.handler import MessageHandler
 from worker.heartbeat import VisibilityHeartbeat
-from worker.pause import Pause
+from worker.probes import Component
 from worker.settings import Settings
 from worker.sqs import MAX_BATCH, ReceivedMessage, SourceQueue
 
@@ -105,7 +107,7 @@ class Consumer:
         queue: SourceQueue,
         handler: MessageHandler,
         heartbeat: VisibilityHeartbeat,
-        pause: Pause,
+        hold: FaultHold,
         pacer: Pacer,
     ) -> None:
         self._settings = settings
@@ -113,7 +115,8 @@ class Consumer:
         self._queue = queue
         self._handler = handler
         self._heartbeat = heartbeat
-        self._pause = pause
+        self._hold = hold
+        self._polling = 0
         self._slots = Slots(settings.max_in_flight)
         self._lanes: dict[asyncio.Task[None], Lane] = {}
         self._stopping = asyncio.Event()
@@ -134,6 +137,7 @@ class Consumer:
         heartbeat = asyncio.create_task(self._heartbeat.run(), name="heartbeat")
         done, _ = await asyncio.wait([*receivers, *watchers], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
+        self._hold.stop()
         self._slots.close()
         stop.set()
         for task in watchers:
@@ -159,21 +163,22 @@ class Consumer:
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            await self._pause.wait(self._stopping)
+            if not await self._hold.wait_clear():
+                return
             wanted = await self._take_intake()
             if self._stopping.is_set():
                 self._slots.give_back(wanted)
                 return
             try:
-                messages = await self._queue.receive(
-                    wanted,
-                    self._wait_seconds,
-                    self._settings.visibility_timeout_seconds,
-                )
+                messages = await self._poll(wanted)
             except Exception as error:
                 self._slots.give_back(wanted)
-                if classify_aws_error(error) is None:
+                classified = classify_aws_error(error)
+                if classified is None:
                     raise
+                if isinstance(classified, ConfigurationFault):
+                    self._hold.report(Component.SOURCE_QUEUE, error)
+                    continue
                 failures += 1
                 await self._back_off(failures, error)
                 continue
@@ -188,6 +193,33 @@ class Consumer:
             self._empty_polls = 0 if messages else self._empty_polls + 1
             for lane in lanes_of(messages, self._settings.is_fifo):
                 self._start(lane)
+
+    async def _poll(self, wanted: int) -> list[ReceivedMessage]:
+        self._polling += 1
+        try:
+            return await self._queue.receive(
+                wanted, self._wait_seconds, self._settings.visibility_timeout_seconds
+            )
+        finally:
+            self._polling -= 1
+
+    def stop_report(self) -> str:
+        """What stopping waits for, in words, for the person who pressed Ctrl-C."""
+        started = sum(
+            1
+            for lane in self._lanes.values()
+            if (current := lane.current) is not None and current.message_id in self._handler.started
+        )
+        parts = []
+        if started:
+            grace = self._settings.shutdown_grace_seconds
+            parts.append(f"{started} message(s) to finish (up to {grace:.0f}s)")
+        if self._polling:
+            parts.append(
+                f"{self._polling} long poll(s) to return (up to {self._wait_seconds}s;"
+                " what they bring goes straight back)"
+            )
+        return "waiting for " + " and ".join(parts) if parts else "nothing in flight"
 
     async def _take_intake(self) -> int:
         """Slots for the next receive: free ones, and no more than the pacer starts
@@ -213,6 +245,9 @@ class Consumer:
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     def _start(self, lane: Lane) -> None:
+        received_at = time.monotonic()
+        for message in lane.messages:  # those waiting behind a FIFO head too
+            self._heartbeat.hold(message, received_at)
         task = asyncio.create_task(self._run_lane(lane), name=f"lane-{lane.messages[0].message_id}")
         self._lanes[task] = lane
         task.add_done_callback(self._finished)
@@ -238,6 +273,8 @@ class Consumer:
         """Visibility 0: another consumer (or this one) takes them at once."""
         if not messages:
             return
+        for message in messages:
+            self._heartbeat.release(message)
         results = await asyncio.gather(
             *(self._queue.change_visibility(message, 0) for message in messages),
             return_exceptions=True,
@@ -277,10 +314,7 @@ class Consumer:
         if not self._lanes:
             return
         unstarted = {
-            task: lane
-            for task, lane in self._lanes.items()
-            if (current := lane.current) is not None
-            and current.message_id not in self._handler.started
+            task: lane for task, lane in self._lanes.items() if not self._in_progress(lane)
         }
         for task in unstarted:
             task.cancel()
@@ -292,8 +326,25 @@ class Consumer:
         grace = self._settings.shutdown_grace_seconds
         log.info("draining", lanes=len(running), grace_seconds=grace)
         _, late = await asyncio.wait(running, timeout=grace)
-        for task in late:
+        finishing = {task for task in late if self._finishing(self._lanes.get(task))}
+        for task in late - finishing:
             task.cancel()
+        if late - finishing:
+            log.warning("drain_timeout_cancelled", lanes=len(late - finishing))
+        if finishing:
+            # A publish or DLQ send under way, then its delete: cut now, the token would
+            # come back and be published twice. Each call is bounded by its timeouts.
+            log.info("drain_finishing", lanes=len(finishing))
         if late:
-            log.warning("drain_timeout_cancelled", lanes=len(late))
             await asyncio.wait(late)
+
+    def _in_progress(self, lane: Lane) -> bool:
+        current = lane.current
+        return current is not None and (
+            current.message_id in self._handler.started
+            or current.message_id in self._handler.finishing
+        )
+
+    def _finishing(self, lane: Lane | None) -> bool:
+        current = lane.current if lane is not None else None
+        return current is not None and current.message_id in self._handler.finishing

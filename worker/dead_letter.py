@@ -8,7 +8,7 @@ in message attributes (``schemas/dead-letter.schema.json``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -30,6 +30,8 @@ RECEIVE_COUNT: Final = "dlq_receive_count"
 FAILED_AT: Final = "dlq_failed_at"
 TOKEN_SHA256: Final = "dlq_token_sha256"
 REPLAY_COUNT: Final = "replay_count"
+# Every dlq_* name is the worker's: a received one is never copied onto a letter.
+RESERVED_PREFIX: Final = "dlq_"
 OWN_ATTRIBUTES: Final = frozenset(
     {REASON, ERROR, SOURCE_MESSAGE_ID, RECEIVE_COUNT, FAILED_AT, TOKEN_SHA256}
 )
@@ -67,9 +69,22 @@ def dead_letter_attributes(letter: DeadLetter) -> dict[str, MessageAttributeValu
     for name, value in sorted(letter.message.attributes.items()):
         if len(attributes) >= MAX_ATTRIBUTES:
             break
-        if name not in OWN_ATTRIBUTES:
-            attributes[name] = value
+        reserved = name.startswith(RESERVED_PREFIX)  # ours, from an earlier failure, or forged
+        if not reserved and (sendable := sendable_value(value)) is not None:
+            attributes[name] = sendable
     return attributes
+
+
+def sendable_value(value: MessageAttributeValueTypeDef) -> MessageAttributeValueTypeDef | None:
+    """A received attribute value as SendMessage accepts it. Receive answers can carry
+    empty ``StringListValues``/``BinaryListValues``, which SendMessage refuses (list
+    values are reserved); only the data type and the one value are sent on."""
+    data_type = value.get("DataType", "")
+    if "StringValue" in value:
+        return {"DataType": data_type, "StringValue": value["StringValue"]}
+    if "BinaryValue" in value:
+        return {"DataType": data_type, "BinaryValue": value["BinaryValue"]}
+    return None
 
 
 class DeadLetterQueue:
@@ -77,43 +92,67 @@ class DeadLetterQueue:
         self._client = client
         self.url = dlq_url
         self._fifo = dlq_url.endswith(".fifo")
-        self._batcher: Batcher[DeadLetter, None] = Batcher(
-            "dead-letter",
-            self._send,
-            linger=linger,
-            size_of=lambda letter: len(letter.message.body.encode("utf-8")) + 2048,
+        self._batcher: Batcher[OutgoingLetter, None] = Batcher(
+            "dead-letter", self._send, linger=linger, size_of=lambda letter: letter.size
         )
 
     async def send(self, letter: DeadLetter) -> None:
-        await self._batcher.submit(letter)
+        await self._batcher.submit(OutgoingLetter.of(letter))
 
     async def close(self) -> None:
         await self._batcher.close()
 
-    def _entry(self, index: int, letter: DeadLetter) -> SendMessageBatchRequestEntryTypeDef:
-        body, attributes = fit_in_message(letter.message.body, dead_letter_attributes(letter))
+    def _entry(self, index: int, letter: OutgoingLetter) -> SendMessageBatchRequestEntryTypeDef:
         entry: SendMessageBatchRequestEntryTypeDef = {
             "Id": str(index),
-            "MessageBody": body,
-            "MessageAttributes": attributes,
+            "MessageBody": letter.body,
+            "MessageAttributes": letter.attributes,
         }
         if self._fifo:
-            entry["MessageGroupId"] = letter.message.group_id or "dead-letters"
-            entry["MessageDeduplicationId"] = letter.message.message_id
+            entry["MessageGroupId"] = letter.group_id or "dead-letters"
+            entry["MessageDeduplicationId"] = letter.source_message_id
         return entry
 
-    async def _send(self, letters: Sequence[DeadLetter]) -> list[BaseException | None]:
+    async def _send(self, letters: Sequence[OutgoingLetter]) -> list[BaseException | None]:
         answer = await self._client.send_message_batch(
             QueueUrl=self.url, Entries=[self._entry(i, letter) for i, letter in enumerate(letters)]
         )
-        return entry_outcomes(len(letters), answer.get("Failed", []))
+        return entry_outcomes(len(letters), answer)
+
+
+@dataclass(frozen=True)
+class OutgoingLetter:
+    """A dead letter as it is sent: built once, for the batch's size check and the call."""
+
+    body: str = field(repr=False)  # can be most of a token
+    attributes: dict[str, MessageAttributeValueTypeDef]
+    source_message_id: str
+    group_id: str | None
+
+    @classmethod
+    def of(cls, letter: DeadLetter) -> OutgoingLetter:
+        body, attributes = fit_in_message(letter.message.body, dead_letter_attributes(letter))
+        return cls(body, attributes, letter.message.message_id, letter.message.group_id)
+
+    @property
+    def size(self) -> int:
+        return len(self.body.encode("utf-8")) + attributes_size(self.attributes)
 
 
 def attributes_size(attributes: dict[str, MessageAttributeValueTypeDef]) -> int:
+    """Bytes SQS counts toward the message size: each name, data type and value."""
     return sum(
-        len(name) + len(value.get("DataType", "")) + len(value.get("StringValue", "").encode())
+        len(name)
+        + len(value.get("DataType", ""))
+        + len(value.get("StringValue", "").encode())
+        + _binary_size(value)
         for name, value in attributes.items()
     )
+
+
+def _binary_size(value: MessageAttributeValueTypeDef) -> int:
+    binary = value.get("BinaryValue", b"")
+    return len(binary) if isinstance(binary, bytes | str) else 0
 
 
 def fit_in_message(

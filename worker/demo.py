@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
 
@@ -31,9 +31,9 @@ PRODUCT_CODE = "regworkeremulator00000001"
 
 @dataclass(frozen=True)
 class Expected:
-    body: str
-    outcome: str  # "published" or a dead-letter reason
-    token: str | None = None
+    body: str = field(repr=False)  # holds a token
+    outcome: str = ""  # "published" or a dead-letter reason
+    token: str | None = field(default=None, repr=False)
 
 
 def demo_batch(good: int) -> list[Expected]:

@@ -3,7 +3,8 @@
 - ``Rejected``: the message itself is bad; it goes to the DLQ with ``reason``.
 - ``TransientError``: try again later; the message is kept.
 - ``ConfigurationFault``: the worker's own credentials or permissions are wrong; the
-  message is kept and the worker pauses, because a good token must never be blamed.
+  message is kept in hand and the worker holds (``worker.fault_hold``), because a good
+  token must never be blamed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class TransientError(RegworkerError):
 
 class ConfigurationFault(RegworkerError):
     """The worker's credentials, permissions or endpoints are wrong, not the message."""
+
+
+class ApiDisabled(ConfigurationFault):
+    """ResolveCustomer answered ``DisabledApiException``. AWS documents it as the API being
+    disabled for the seller in the region: seller-wide, so it is held like any
+    configuration fault. The hold's probe is the arbiter: when the probe token gets
+    through and this token still gets the error, the token alone is refused and is
+    dead-lettered as ``DisabledApi``."""
 
 
 class PublishError(TransientError):

@@ -43,6 +43,11 @@ CONFIGURATION_CODES: Final = frozenset(
         "ResourceNotFoundException",
         "KMSAccessDeniedException",
         "KMSDisabledException",
+        # The endpoint is not the service asked for (LocalStack answers 501 for an API it
+        # does not emulate): a wrong AWS_ENDPOINT_URL_*, never a passing fault.
+        "UnknownOperationException",
+        "InvalidAction",
+        "NotImplemented",
     }
 )
 
@@ -61,7 +66,7 @@ def classify_aws_error(error: BaseException) -> TransientError | ConfigurationFa
     """The worker's view of an AWS call's failure, or None when it is not an AWS failure."""
     if isinstance(error, ClientError):
         code = error_code(error)
-        if code in CONFIGURATION_CODES or http_status(error) in {401, 403}:
+        if code in CONFIGURATION_CODES or http_status(error) in {401, 403, 501}:
             return ConfigurationFault(f"{code}: {describe(error)}")
         return TransientError(f"{code}: {describe(error)}")
     if isinstance(error, ParamValidationError):

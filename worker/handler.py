@@ -1,7 +1,10 @@
 """What happens to one message: parse, resolve, check, publish, then delete.
 
 Nothing is deleted before its outcome is durable: the event is published, or the
-message is in the DLQ. Any other failure leaves the message on the queue to come back.
+message is in the DLQ. A failure that is not the message's own (a configuration fault,
+an outage of the sink, the DLQ or the idempotency table) keeps the message in hand, at
+the step that failed, for as long as the fault hold lasts (``worker.fault_hold``): its
+receive count is not spent. Any other failure leaves it on the queue to come back.
 """
 
 from __future__ import annotations
@@ -10,15 +13,23 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import structlog
 
 from worker.dead_letter import DeadLetter, DeadLetterQueue
-from worker.errors import ConfigurationFault, DeadLetterReason, Rejected, TransientError
+from worker.errors import (
+    ApiDisabled,
+    ConfigurationFault,
+    DeadLetterReason,
+    PublishError,
+    RegworkerError,
+    Rejected,
+    TransientError,
+)
 from worker.events import (
     ResolvedCustomer,
     customer_registered,
@@ -26,19 +37,24 @@ from worker.events import (
     token_ref,
     token_sha256,
 )
+from worker.fault_hold import FaultHold
 from worker.faults import classify_aws_error, describe
 from worker.flow_control import Pacer
 from worker.heartbeat import VisibilityHeartbeat
 from worker.idempotency import Claim, ClaimResult, IdempotencyStore
-from worker.pause import Pause
+from worker.probes import Component
 from worker.publisher import Publisher
 from worker.request import RegistrationRequest, parse_body
 from worker.resolver import Resolver
 from worker.settings import Settings
-from worker.sqs import ReceivedMessage, SourceQueue
+from worker.sqs import BatchEntryError, ReceivedMessage, SourceQueue
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# Tries of one step that failed for its own entry alone (a batch entry, DisabledApi for
+# one token) while the dependency itself answers, before the message takes its own path.
+IN_HAND_ATTEMPTS: Final = 3
 
 
 class Outcome(StrEnum):
@@ -75,8 +91,36 @@ class Collaborators:
     publisher: Publisher
     dead_letters: DeadLetterQueue
     heartbeat: VisibilityHeartbeat
-    pause: Pause
+    hold: FaultHold
     idempotency: IdempotencyStore | None = None
+
+
+class Interrupted(RegworkerError):
+    """The worker stops while the message waits in hand: it goes back to the queue."""
+
+
+class RetryInHand(RegworkerError):
+    """A FIFO message to try again after ``delay`` seconds, without leaving the hand."""
+
+    def __init__(self, delay: int) -> None:
+        super().__init__(f"retry in {delay}s")
+        self.delay = delay
+
+
+@dataclass
+class Work:
+    """One message on its way through the handler."""
+
+    message: ReceivedMessage
+    picked_up: float
+    request: RegistrationRequest | None = None
+    claim_owner: str = ""  # set while this worker holds the token's idempotency claim
+    retries_in_hand: int = 0
+
+    @property
+    def deliveries(self) -> int:
+        """Tries so far: SQS's receive count, plus the FIFO retries made in hand."""
+        return self.message.receive_count + self.retries_in_hand
 
 
 class MessageHandler:
@@ -84,83 +128,149 @@ class MessageHandler:
         self._settings = settings
         self._parts = parts
         self.tally = Tally()
-        # Messages past the pacer: those are "started" and finish on shutdown;
-        # the others are handed straight back.
+        # Messages past the pacer: those are "started" and get the grace period on
+        # shutdown; the others are handed straight back.
         self.started: set[str] = set()
+        # Messages whose outcome is being made durable (publish or DLQ send, then the
+        # delete): shutdown never cuts those, or a published token would come back.
+        self.finishing: set[str] = set()
 
     async def handle(self, message: ReceivedMessage) -> Outcome:
         with structlog.contextvars.bound_contextvars(
             message_id=message.message_id, receive_count=message.receive_count
         ):
-            started = time.monotonic()
+            work = Work(message, time.monotonic())
             self._parts.heartbeat.hold(message)
             try:
-                outcome = await self._handle(message, started)
+                outcome = await self._handle_in_hand(work)
             finally:
                 self._parts.heartbeat.release(message)
                 self.started.discard(message.message_id)
+                self.finishing.discard(message.message_id)
                 structlog.contextvars.unbind_contextvars("token")  # a lane's next message
-            log.debug("message_done", outcome=outcome.value, ms=_ms_since(started))
+            log.debug("message_done", outcome=outcome.value, ms=_ms_since(work.picked_up))
             return outcome
 
-    async def _handle(self, message: ReceivedMessage, picked_up: float) -> Outcome:
-        request: RegistrationRequest | None = None
-        claimed = False
-        try:
-            request = parse_body(message.body)
-            structlog.contextvars.bind_contextvars(token=token_ref(request.token))
-            await self._parts.pacer.acquire()
-            self.started.add(message.message_id)
-            claim = await self._claim(request)
-            if claim.status is not Claim.CLAIMED:
-                return await self._not_claimed(message, claim)
-            claimed = self._parts.idempotency is not None
-            customer = await self._parts.resolver.resolve(
-                request.token, self._settings.resolve_budget, turn_taken=True
-            )
-            self._check_product(customer)
-        except Rejected as rejection:
-            outcome = await self._dead_letter(message, rejection, request)
-        except ConfigurationFault as fault:
-            outcome = await self._keep(message, fault)
-        except TransientError as error:
-            outcome = await self._retry_later(message, request, error)
-        else:
-            return await self._publish(message, request, customer, picked_up)
-        if claimed and request is not None:
-            await self._release(request)
-        return outcome
+    async def _handle_in_hand(self, work: Work) -> Outcome:
+        while True:
+            try:
+                return await self._handle(work)
+            except RetryInHand as again:
+                log.info("retry_in_hand", delay_seconds=again.delay)
+                if not await self._parts.hold.sleep(again.delay):
+                    return await self._give_back(work)
+                work.retries_in_hand += 1
 
-    async def _claim(self, request: RegistrationRequest) -> ClaimResult:
+    async def _handle(self, work: Work) -> Outcome:
+        try:
+            request = self._parse(work)
+            await self._parts.pacer.acquire()
+            self.started.add(work.message.message_id)
+            claim = await self._claim(work, request)
+            if claim.status is not Claim.CLAIMED:
+                return await self._not_claimed(work, claim)
+            customer = await self._resolve(request)
+            self._check_product(customer)
+            return await self._publish(work, request, customer)
+        except Rejected as rejection:
+            return await self._dead_letter(work, rejection)
+        except Interrupted:
+            return await self._give_back(work)
+        except (TransientError, ConfigurationFault) as error:
+            return await self._retry_later(work, error)
+        finally:
+            await self._release(work)
+
+    def _parse(self, work: Work) -> RegistrationRequest:
+        request = work.request = parse_body(work.message.body)
+        structlog.contextvars.bind_contextvars(token=token_ref(request.token))
+        return request
+
+    async def _claim(self, work: Work, request: RegistrationRequest) -> ClaimResult:
         store = self._parts.idempotency
         if store is None:
             return ClaimResult(Claim.CLAIMED)
-        try:
-            return await store.claim(
-                event_id_for(request.token), self._settings.visibility_timeout_seconds
-            )
-        except Exception as error:
-            raise classify_aws_error(error) or error from error
+        event_id = event_id_for(request.token)
+        lease = self._settings.visibility_timeout_seconds
+        claim = await self._held(Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease))
+        work.claim_owner = claim.owner
+        return claim
 
-    async def _not_claimed(self, message: ReceivedMessage, claim: ClaimResult) -> Outcome:
+    async def _not_claimed(self, work: Work, claim: ClaimResult) -> Outcome:
         if claim.status is Claim.DONE:
-            await self._delete(message)
+            await self._delete(work.message)
             log.info("duplicate_dropped")
             self.tally.count(Outcome.DUPLICATE)
             return Outcome.DUPLICATE
         # Another worker holds a live claim on the same token: look again when it ends
         # (sooner would only spend receives and hurry the redrive policy).
-        await self._set_visibility(message, math.ceil(claim.lease_left) + 1)
+        await self._set_visibility(work.message, math.ceil(claim.lease_left) + 1)
         self.tally.count(Outcome.REQUEUED)
         return Outcome.REQUEUED
 
-    async def _release(self, request: RegistrationRequest) -> None:
-        if self._parts.idempotency is None:
+    async def _release(self, work: Work) -> None:
+        store, owner = self._parts.idempotency, work.claim_owner
+        if store is None or not owner or work.request is None:
             return
+        work.claim_owner = ""
         try:
-            await finish(self._parts.idempotency.release(event_id_for(request.token)))
+            await finish(store.release(event_id_for(work.request.token), owner))
         except Exception as error:  # the lease runs out by itself
             log.warning("idempotency_release_failed", error=describe(error))
+
+    async def _resolve(self, request: RegistrationRequest) -> ResolvedCustomer:
+        turn_taken = True  # the first call's turn was taken before the claim
+
+        async def call() -> ResolvedCustomer:
+            nonlocal turn_taken
+            taken, turn_taken = turn_taken, False
+            return await self._parts.resolver.resolve(
+                request.token, self._settings.resolve_budget, turn_taken=taken
+            )
+
+        try:
+            return await self._held(Component.RESOLVE_CUSTOMER, call, on=ConfigurationFault)
+        except ApiDisabled as refused:  # the API works for others: this token alone is refused
+            raise Rejected(DeadLetterReason.DISABLED_API, str(refused)) from refused
+
+    async def _held(
+        self,
+        component: Component,
+        step: Callable[[], Awaitable[T]],
+        *,
+        on: type[Exception] = Exception,
+    ) -> T:
+        """Run ``step``; while it fails for a fault that is not the message's own, keep
+        the message in hand under the fault hold and run it again when the fault clears.
+        A failure of this entry alone (an entry of a batch call, ``DisabledApi`` for one
+        token) still gets through after ``IN_HAND_ATTEMPTS`` tries, to the message's own
+        path. Raises ``Interrupted`` when the worker stops while the message waits."""
+        hold = self._parts.hold
+        failures = 0
+        while True:
+            try:
+                result = await step()
+            except on as error:
+                if not is_dependency_failure(error):
+                    raise
+                failures += 1
+                own = isinstance(error, PublishError | BatchEntryError | ApiDisabled)
+                if own and failures >= IN_HAND_ATTEMPTS and not hold.holds_for(component):
+                    raise
+                hold.report(component, error)
+                # The probe answered, yet this call failed again: back off in hand.
+                waited = await (
+                    hold.wait_clear() if failures == 1 else hold.sleep(self._backoff(failures))
+                )
+                if not waited:
+                    raise Interrupted(component.value) from error
+                continue
+            if failures:
+                hold.succeeded(component)
+            return result
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self._settings.fault_probe_max_seconds, 2 ** min(failures - 1, 10)))
 
     def _check_product(self, customer: ResolvedCustomer) -> None:
         allowed = self._settings.allowed_product_codes
@@ -171,90 +281,94 @@ class MessageHandler:
             )
 
     async def _publish(
-        self,
-        message: ReceivedMessage,
-        request: RegistrationRequest,
-        customer: ResolvedCustomer,
-        picked_up: float,
+        self, work: Work, request: RegistrationRequest, customer: ResolvedCustomer
     ) -> Outcome:
         event = customer_registered(request, customer)
+        self.finishing.add(work.message.message_id)
         try:
-            await finish(self._parts.publisher.publish(event))
+            await self._held(Component.SINK, lambda: finish(self._parts.publisher.publish(event)))
+        except Interrupted:
+            raise
         except Exception as error:
             log.warning("publish_failed", error=describe(error), event_id=event["event_id"])
-            await self._release(request)
-            await self._set_visibility(message, self._requeue_delay(message))
+            await self._release(work)
+            await self._set_visibility(work.message, self._requeue_delay(work))
             self.tally.count(Outcome.KEPT)
             return Outcome.KEPT
-        publish_ms = _ms_since(picked_up)
-        await self._complete(event["event_id"])
-        await self._delete(message)
+        publish_ms = _ms_since(work.picked_up)
+        await self._complete(work, event["event_id"])
+        await self._delete(work.message)
         log.info(
             "published",
             event_id=event["event_id"],
             product_code=customer.product_code,
             publish_ms=publish_ms,
-            ms=_ms_since(picked_up),
+            ms=_ms_since(work.picked_up),
         )
         self.tally.count(Outcome.PUBLISHED)
         return Outcome.PUBLISHED
 
-    async def _complete(self, event_id: str) -> None:
-        if self._parts.idempotency is None:
+    async def _complete(self, work: Work, event_id: str) -> None:
+        store, owner = self._parts.idempotency, work.claim_owner
+        if store is None or not owner:
             return
+        work.claim_owner = ""  # published: never released, whatever happens next
         try:
-            await finish(self._parts.idempotency.complete(event_id))
+            await self._held(
+                Component.IDEMPOTENCY_TABLE, lambda: finish(store.complete(event_id, owner))
+            )
         except Exception as error:
             # Published all the same; a redelivery may publish again (same event_id).
             log.warning("idempotency_complete_failed", error=describe(error))
 
-    async def _dead_letter(
-        self, message: ReceivedMessage, rejection: Rejected, request: RegistrationRequest | None
-    ) -> Outcome:
+    async def _dead_letter(self, work: Work, rejection: Rejected) -> Outcome:
+        request = work.request
         digest = token_sha256(request.token) if request else None
-        letter = DeadLetter(message, rejection.reason, rejection.detail, digest)
+        letter = DeadLetter(work.message, rejection.reason, rejection.detail, digest)
+        self.finishing.add(work.message.message_id)
         try:
-            await finish(self._parts.dead_letters.send(letter))
+            await self._held(
+                Component.DEAD_LETTER_QUEUE, lambda: finish(self._parts.dead_letters.send(letter))
+            )
+        except Interrupted:
+            return await self._give_back(work)
         except Exception as error:
             # The DLQ did not take it: the message stays on the source queue, never lost.
             log.error("dead_letter_failed", reason=rejection.reason.value, error=describe(error))
-            await self._set_visibility(message, self._requeue_delay(message))
+            await self._set_visibility(work.message, self._requeue_delay(work))
             self.tally.count(Outcome.KEPT)
             return Outcome.KEPT
-        await self._delete(message)
+        await self._delete(work.message)
         log.warning("dead_lettered", reason=rejection.reason.value, error=rejection.detail)
         self.tally.count(Outcome.DEAD_LETTERED, rejection.reason)
         return Outcome.DEAD_LETTERED
 
-    async def _retry_later(
-        self, message: ReceivedMessage, request: RegistrationRequest | None, error: TransientError
-    ) -> Outcome:
-        if message.receive_count >= self._settings.max_receives:
-            detail = f"still failing after {message.receive_count} deliveries: {error}"
+    async def _retry_later(self, work: Work, error: Exception) -> Outcome:
+        if work.deliveries >= self._settings.max_receives:
+            detail = f"still failing after {work.deliveries} deliveries: {error}"
             rejection = Rejected(DeadLetterReason.RETRIES_EXHAUSTED, detail)
-            return await self._dead_letter(message, rejection, request)
-        delay = self._requeue_delay(message)
+            return await self._dead_letter(work, rejection)
+        delay = self._requeue_delay(work)
+        if self._settings.is_fifo:
+            # Its group waits behind it whatever happens; handed back, it would come
+            # again with the messages behind it, spending their receive counts too.
+            await self._release(work)
+            raise RetryInHand(delay)
         log.info("requeued", delay_seconds=delay, error=str(error))
-        await self._set_visibility(message, delay)
+        await self._set_visibility(work.message, delay)
         self.tally.count(Outcome.REQUEUED)
         return Outcome.REQUEUED
 
-    async def _keep(self, message: ReceivedMessage, fault: ConfigurationFault) -> Outcome:
-        pause = self._settings.config_fault_pause_seconds
-        log.error(
-            "configuration_fault",
-            error=str(fault),
-            action=f"message kept on the queue; worker pauses {pause:.0f}s."
-            " Check the worker's credentials, region, resources and IAM permissions.",
-        )
-        self._parts.pause.pause_for(pause)
-        await self._set_visibility(message, int(pause))
+    async def _give_back(self, work: Work) -> Outcome:
+        """Shutdown while the message waited in hand: visible again at once, for a worker
+        that is not stopping."""
+        await self._set_visibility(work.message, 0)
         self.tally.count(Outcome.KEPT)
         return Outcome.KEPT
 
-    def _requeue_delay(self, message: ReceivedMessage) -> int:
+    def _requeue_delay(self, work: Work) -> int:
         base = self._settings.requeue_base_seconds
-        delay = base * 2 ** max(0, message.receive_count - 1)
+        delay = base * 2 ** max(0, work.deliveries - 1)
         return int(min(delay, self._settings.requeue_max_seconds))
 
     async def _delete(self, message: ReceivedMessage) -> None:
@@ -272,6 +386,13 @@ class MessageHandler:
             await finish(self._parts.queue.change_visibility(message, seconds))
         except Exception as error:
             log.warning("visibility_change_failed", error=describe(error))
+
+
+def is_dependency_failure(error: BaseException) -> bool:
+    """A failure of the call, not of the message: AWS errors, our wrappers of them."""
+    if isinstance(error, TransientError | ConfigurationFault | BatchEntryError):
+        return True
+    return classify_aws_error(error) is not None
 
 
 async def finish(step: Awaitable[T]) -> T:

@@ -26,8 +26,13 @@ class VisibilityHeartbeat:
         self._held: dict[str, tuple[ReceivedMessage, float]] = {}
         self.extensions = 0
 
-    def hold(self, message: ReceivedMessage) -> None:
-        self._held[message.message_id] = (message, time.monotonic() + self._timeout)
+    def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
+        """Watch ``message`` from ``received_at`` (a ``time.monotonic()`` reading, now by
+        default), when its visibility timeout began. A message already watched keeps
+        its own clock: holding it again must not pretend it has a full timeout left."""
+        if message.message_id not in self._held:
+            start = time.monotonic() if received_at is None else received_at
+            self._held[message.message_id] = (message, start + self._timeout)
 
     def release(self, message: ReceivedMessage) -> None:
         self._held.pop(message.message_id, None)

@@ -3,12 +3,20 @@
 A record per ``event_id`` in DynamoDB, written with conditions (as the AWS Powertools
 idempotency utility does):
 
-- ``claim`` puts ``IN_PROGRESS`` with a lease that ends with the message's visibility
-  timeout, only if there is no record, or the previous claim's lease has run out (its
+- ``claim`` puts ``IN_PROGRESS`` with an ``owner`` (a random id for this claim) and a
+  lease, only if there is no record, or the previous claim's lease has run out (its
   worker died);
-- ``complete`` marks it ``COMPLETE`` right after the publish succeeded;
-- ``release`` deletes an ``IN_PROGRESS`` claim when the message was not published
-  (dead-lettered, requeued), so a later delivery or a replay may try again.
+- the lease is renewed while the message is in hand (``run``), so a slow publish or a
+  long fault hold never lets a second worker in;
+- ``complete`` marks it ``COMPLETE`` right after the publish succeeded, and ``release``
+  deletes an ``IN_PROGRESS`` claim when the message was not published (dead-lettered,
+  requeued), so a later delivery or a replay may try again. Both only touch the
+  record while this claim still owns it.
+
+Leases are wall-clock times written by one host and read by another, so a lease counts
+as run out only ``CLOCK_SKEW_SECONDS`` after its end: hosts kept by NTP (the Amazon Time
+Sync Service) are within milliseconds of each other; the allowance covers a host far
+off.
 
 Records expire (DynamoDB TTL on ``expires_at``) after ``REGWORKER_IDEMPOTENCY_TTL_SECONDS``,
 longer than a token's life. The one gap: a worker that dies between publishing and
@@ -18,20 +26,27 @@ with the same ``event_id`` (subscribers deduplicate on it).
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
+import structlog
 from botocore.exceptions import ClientError
 
-from worker.faults import error_code
+from worker.faults import describe, error_code
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
+log = structlog.get_logger(__name__)
+
 IN_PROGRESS: Final = "IN_PROGRESS"
 COMPLETE: Final = "COMPLETE"
+CLOCK_SKEW_SECONDS: Final = 30.0
+CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
 class Claim(StrEnum):
@@ -44,6 +59,14 @@ class Claim(StrEnum):
 class ClaimResult:
     status: Claim
     lease_left: float = 0.0  # BUSY: seconds until the other worker's lease runs out
+    owner: str = ""  # CLAIMED: this claim's id, for renew, complete and release
+
+
+@dataclass
+class Lease:
+    owner: str
+    seconds: float
+    until: float  # time.monotonic() when it would run out without renewal
 
 
 class IdempotencyStore:
@@ -51,31 +74,36 @@ class IdempotencyStore:
         self._client = client
         self._table = table
         self._ttl = ttl_seconds
+        self._leases: dict[str, Lease] = {}
+        self.renewals = 0
 
     async def claim(self, event_id: str, lease_seconds: float) -> ClaimResult:
         now = time.time()
+        owner = uuid.uuid4().hex
         try:
             await self._client.put_item(
                 TableName=self._table,
                 Item={
                     "event_id": {"S": event_id},
                     "status": {"S": IN_PROGRESS},
+                    "owner": {"S": owner},
                     "lease_until": {"N": f"{now + lease_seconds:.3f}"},
                     "expires_at": {"N": str(int(now + self._ttl))},
                 },
                 ConditionExpression="attribute_not_exists(event_id)"
-                " OR (#status = :in_progress AND lease_until < :now)",
+                " OR (#status = :in_progress AND lease_until < :expired)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":in_progress": {"S": IN_PROGRESS},
-                    ":now": {"N": f"{now:.3f}"},
+                    ":expired": {"N": f"{now - CLOCK_SKEW_SECONDS:.3f}"},
                 },
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != CONDITION_FAILED:
                 raise
             return await self._current(event_id, now)
-        return ClaimResult(Claim.CLAIMED)
+        self._leases[event_id] = Lease(owner, lease_seconds, time.monotonic() + lease_seconds)
+        return ClaimResult(Claim.CLAIMED, owner=owner)
 
     async def _current(self, event_id: str, now: float) -> ClaimResult:
         answer = await self._client.get_item(
@@ -85,26 +113,81 @@ class IdempotencyStore:
         if item.get("status", {}).get("S") == COMPLETE:
             return ClaimResult(Claim.DONE)
         lease_until = float(item.get("lease_until", {}).get("N", "0"))
-        return ClaimResult(Claim.BUSY, max(0.0, lease_until - now))
+        return ClaimResult(Claim.BUSY, max(0.0, lease_until + CLOCK_SKEW_SECONDS - now))
 
-    async def complete(self, event_id: str) -> None:
-        await self._client.update_item(
-            TableName=self._table,
-            Key={"event_id": {"S": event_id}},
-            UpdateExpression="SET #status = :complete REMOVE lease_until",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":complete": {"S": COMPLETE}},
-        )
+    async def complete(self, event_id: str, owner: str) -> None:
+        """Mark the token published; a claim taken over by another worker (this one's
+        lease ran out) is left to that worker, and the published event stands."""
+        self._leases.pop(event_id, None)
+        try:
+            await self._client.update_item(
+                TableName=self._table,
+                Key={"event_id": {"S": event_id}},
+                UpdateExpression="SET #status = :complete REMOVE lease_until",
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+                ExpressionAttributeValues={":complete": {"S": COMPLETE}, ":owner": {"S": owner}},
+            )
+        except ClientError as error:
+            if error_code(error) != CONDITION_FAILED:
+                raise
+            log.warning("idempotency_claim_lost", event_id=event_id, step="complete")
 
-    async def release(self, event_id: str) -> None:
+    async def release(self, event_id: str, owner: str) -> None:
+        self._leases.pop(event_id, None)
         try:
             await self._client.delete_item(
                 TableName=self._table,
                 Key={"event_id": {"S": event_id}},
-                ConditionExpression="#status = :in_progress",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":in_progress": {"S": IN_PROGRESS}},
+                ConditionExpression="#status = :in_progress AND #owner = :owner",
+                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+                ExpressionAttributeValues={
+                    ":in_progress": {"S": IN_PROGRESS},
+                    ":owner": {"S": owner},
+                },
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != CONDITION_FAILED:
                 raise
+
+    async def run(self, interval: float) -> None:
+        """Renew, every ``interval`` seconds, the leases past half their length."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.renew_due()
+
+    async def renew_due(self) -> None:
+        now = time.monotonic()
+        due = [
+            (e, lease) for e, lease in self._leases.items() if lease.until - now < lease.seconds / 2
+        ]
+        await asyncio.gather(*(self._renew(event_id, lease) for event_id, lease in due))
+
+    async def _renew(self, event_id: str, lease: Lease) -> None:
+        started = time.monotonic()
+        try:
+            await self._client.update_item(
+                TableName=self._table,
+                Key={"event_id": {"S": event_id}},
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="#owner = :owner AND #status = :in_progress",
+                ExpressionAttributeNames={"#owner": "owner", "#status": "status"},
+                ExpressionAttributeValues={
+                    ":until": {"N": f"{time.time() + lease.seconds:.3f}"},
+                    ":owner": {"S": lease.owner},
+                    ":in_progress": {"S": IN_PROGRESS},
+                },
+            )
+        except ClientError as error:
+            if error_code(error) != CONDITION_FAILED:
+                log.warning("idempotency_renew_failed", event_id=event_id, error=describe(error))
+                return  # the next beat tries again while the lease lasts
+            log.warning("idempotency_claim_lost", event_id=event_id, step="renew")
+            self._leases.pop(event_id, None)
+            return
+        except Exception as error:
+            log.warning("idempotency_renew_failed", event_id=event_id, error=describe(error))
+            return
+        if self._leases.get(event_id) is lease:
+            lease.until = started + lease.seconds
+            self.renewals += 1

@@ -21,6 +21,7 @@ from tenacity import (
 )
 
 from worker.errors import (
+    ApiDisabled,
     DeadLetterReason,
     MalformedMessage,
     RegworkerError,
@@ -39,7 +40,6 @@ log = structlog.get_logger(__name__)
 TOKEN_REJECTIONS: Final = {
     "InvalidTokenException": DeadLetterReason.INVALID_TOKEN,
     "ExpiredTokenException": DeadLetterReason.EXPIRED_TOKEN,
-    "DisabledApiException": DeadLetterReason.DISABLED_API,
 }
 THROTTLING_CODES: Final = frozenset({"ThrottlingException", "Throttling", "TooManyRequests"})
 
@@ -55,6 +55,8 @@ def classify_resolve_error(error: Exception) -> RegworkerError:
             return Rejected(TOKEN_REJECTIONS[code], f"{code}: {describe(error)}")
         if code in THROTTLING_CODES:
             return ResolveThrottled(f"{code}: {describe(error)}")
+        if code == "DisabledApiException":
+            return ApiDisabled(f"{code}: {describe(error)}")
     if isinstance(error, ParamValidationError):
         # botocore's text quotes the value, which is the token: keep it out of logs.
         return MalformedMessage("botocore refused the token as a RegistrationToken value")
@@ -82,9 +84,9 @@ class Resolver:
     async def resolve(
         self, token: str, budget: float, *, turn_taken: bool = False
     ) -> ResolvedCustomer:
-        """One token's answer. Raises Rejected, ConfigurationFault, or TransientError
-        once ``budget`` seconds of retrying are spent. ``turn_taken``: the caller already
-        waited for the pacer's turn for the first call."""
+        """One token's answer. Raises Rejected, ConfigurationFault (ApiDisabled among
+        them), or TransientError once ``budget`` seconds of retrying are spent.
+        ``turn_taken``: the caller already waited for the pacer's turn for the first call."""
         started = time.monotonic()
         if not turn_taken:
             await self._pacer.acquire()

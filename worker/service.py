@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -14,16 +15,18 @@ import structlog
 from worker.clients import AwsClients, open_clients
 from worker.consumer import Consumer, ReceiveLoopDied
 from worker.dead_letter import DeadLetterQueue
+from worker.fault_hold import FaultHold
 from worker.flow_control import FlowController, Pacer
 from worker.handler import Collaborators, MessageHandler, Tally
 from worker.heartbeat import VisibilityHeartbeat
 from worker.idempotency import IdempotencyStore
 from worker.logs import configure_logging
-from worker.pause import Pause
+from worker.probes import Component, probes_for
 from worker.publisher import EventBridgePublisher, Publisher, SnsPublisher
 from worker.resolver import Resolver
 from worker.settings import Settings, SettingsError, load_settings
 from worker.sqs import SourceQueue
+from worker.startup_check import StartupCheckFailed, check_startup
 
 log = structlog.get_logger(__name__)
 
@@ -55,11 +58,20 @@ def build_publisher(settings: Settings, clients: AwsClients) -> Publisher:
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event | None = None, *, until_empty: bool = False
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    until_empty: bool = False,
+    on_consumer: Callable[[Consumer], None] | None = None,
 ) -> RunReport:
+    """Run until ``stop`` is set (or the queue is drained). Raises StartupCheckFailed
+    before the first receive when a dependency is misconfigured. ``on_consumer`` is
+    given the consumer once it exists (the signal handler asks it what stopping waits for)."""
     stop = stop or asyncio.Event()
     started = time.monotonic()
     async with open_clients(settings) as clients:
+        probes = probes_for(settings, clients)
+        await check_startup(settings, probes, endpoints(clients))
         linger = settings.publish_linger_seconds
         queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
         pacer = Pacer(
@@ -77,15 +89,21 @@ async def run_worker(
             publisher=build_publisher(settings, clients),
             dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
             heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
-            pause=Pause(),
+            hold=FaultHold(probes, max_wait=settings.fault_probe_max_seconds),
             idempotency=build_idempotency(settings, clients),
         )
         handler = MessageHandler(settings, parts)
-        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.pause, pacer)
+        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.hold, pacer)
+        if on_consumer is not None:
+            on_consumer(consumer)
         log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
+        leases = keep_leases(settings, parts.idempotency)
         try:
             await consumer.run(stop, until_empty=until_empty)
         finally:
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
+            await parts.hold.close()
             await parts.publisher.close()
             await parts.dead_letters.close()
             await queue.close()
@@ -96,8 +114,31 @@ async def run_worker(
             dead_letters=dict(report.tally.dead_letters),
             retries=report.retries,
             visibility_extensions=parts.heartbeat.extensions,
+            fault_holds=parts.hold.holds,
         )
         return report
+
+
+def endpoints(clients: AwsClients) -> dict[Component, str]:
+    sink = clients.sns or clients.events
+    found = {
+        Component.SOURCE_QUEUE: clients.sqs.meta.endpoint_url,
+        Component.DEAD_LETTER_QUEUE: clients.sqs.meta.endpoint_url,
+        Component.RESOLVE_CUSTOMER: clients.metering.meta.endpoint_url,
+    }
+    if sink is not None:
+        found[Component.SINK] = sink.meta.endpoint_url
+    if clients.dynamodb is not None:
+        found[Component.IDEMPOTENCY_TABLE] = clients.dynamodb.meta.endpoint_url
+    return found
+
+
+def keep_leases(settings: Settings, store: IdempotencyStore | None) -> asyncio.Task[None]:
+    """Renew idempotency leases at the heartbeat's pace while messages are in hand."""
+    interval = max(0.5, settings.visibility_timeout_seconds / 5)
+    if store is None:
+        return asyncio.create_task(asyncio.sleep(0), name="no-leases")
+    return asyncio.create_task(store.run(interval), name="idempotency-leases")
 
 
 def build_idempotency(settings: Settings, clients: AwsClients) -> IdempotencyStore | None:
@@ -119,7 +160,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  regworker run\n"
         "  regworker run --until-empty   # stop once the queue is drained (batch jobs, tests)\n"
         "SIGTERM or SIGINT stops receiving and lets in-flight messages finish;"
-        " a second signal cancels them.",
+        " a second signal stops at once (exit 130 after Ctrl-C, 143 after SIGTERM).\n"
+        "exit status: 0 stopped or drained; 1 the receive loop failed; 2 a setting is"
+        " wrong (one line names it, from the settings or the start-up check).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -135,31 +178,55 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"regworker run: invalid settings: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    signals = SignalHandling()
     try:
-        report = asyncio.run(_run_until_signalled(settings, until_empty=args.until_empty))
+        report = asyncio.run(signals.run(settings, until_empty=args.until_empty))
+    except StartupCheckFailed as error:
+        print(f"regworker run: {error}", file=sys.stderr)
+        return 2
     except ReceiveLoopDied as error:
         log.error("worker_failed", error=str(error))
         return 1
     except asyncio.CancelledError:
         log.warning("worker_cancelled", note="in-flight messages come back after visibility")
-        return 0
+        print("regworker run: stopped at once; messages in hand come back", file=sys.stderr)
+        return signals.forced_exit_code
     print(report.summary(), file=sys.stderr)
     return 0
 
 
-async def _run_until_signalled(settings: Settings, *, until_empty: bool) -> RunReport:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
+class SignalHandling:
+    """The first SIGTERM or SIGINT stops receiving and lets in-flight work finish, saying
+    what it waits for; a second one stops at once, with the shell's exit code for the
+    signal (130 after Ctrl-C, 143 after SIGTERM)."""
 
-    def on_signal(name: str) -> None:
-        if stop.is_set() and main_task is not None:
-            log.warning("second_signal", signal=name, action="cancelling in-flight work")
-            main_task.cancel()
-            return
-        log.info("signal", signal=name, action="stop receiving, finish in-flight")
-        stop.set()
+    def __init__(self) -> None:
+        self.forced_exit_code = 128 + signal.SIGINT
+        self._consumer: Consumer | None = None
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    return await run_worker(settings, stop, until_empty=until_empty)
+    async def run(self, settings: Settings, *, until_empty: bool) -> RunReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def on_signal(signum: signal.Signals) -> None:
+            if stop.is_set() and main_task is not None:
+                log.warning("second_signal", signal=signum.name, action="stopping at once")
+                self.forced_exit_code = 128 + signum
+                main_task.cancel()
+                return
+            stop.set()
+            waiting = self._consumer.stop_report() if self._consumer else "start-up"
+            log.info("stopping", signal=signum.name, waiting=waiting)
+            print(
+                f"regworker run: stopping ({signum.name}): {waiting};"
+                " send it again to stop at once",
+                file=sys.stderr,
+            )
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        return await run_worker(settings, stop, until_empty=until_empty, on_consumer=self._remember)
+
+    def _remember(self, consumer: Consumer) -> None:
+        self._consumer = consumer

@@ -15,6 +15,9 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "REGWORKER_"
+# One publish or DynamoDB call's bound: connect plus read timeout (clients.py uses them).
+CALL_CONNECT_TIMEOUT_SECONDS = 5
+CALL_READ_TIMEOUT_SECONDS = 10
 
 
 class Sink(StrEnum):
@@ -52,7 +55,9 @@ class Settings(BaseSettings):
 
     max_in_flight: int = Field(50, ge=1, le=10_000, description="Messages held at once, at most.")
     receive_concurrency: int = Field(2, ge=1, le=32, description="Parallel long polls.")
-    wait_time_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait.")
+    wait_time_seconds: int = Field(
+        20, ge=1, le=20, description="SQS long-poll wait (0 would poll in a tight loop)."
+    )
     visibility_timeout_seconds: int = Field(
         60, ge=10, le=43_200, description="Visibility timeout asked for on receive."
     )
@@ -84,13 +89,27 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(0.2, gt=0, le=60, description="First in-place retry wait.")
     retry_max_seconds: float = Field(5.0, gt=0, le=300, description="Longest in-place retry wait.")
     requeue_base_seconds: int = Field(
-        30, ge=0, le=43_200, description="Visibility after the first exhausted budget; doubles."
+        30, ge=1, le=43_200, description="Visibility after the first exhausted budget; doubles."
     )
     requeue_max_seconds: int = Field(
         900, ge=0, le=43_200, description="Longest requeue visibility."
     )
-    config_fault_pause_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Pause after a credentials/permissions fault."
+    fault_probe_max_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices(
+            "REGWORKER_FAULT_PROBE_MAX_SECONDS", "REGWORKER_CONFIG_FAULT_PAUSE_SECONDS"
+        ),
+        description="Longest wait between recovery probes during a fault hold"
+        " (REGWORKER_CONFIG_FAULT_PAUSE_SECONDS, its old name, is still read).",
+    )
+    startup_check_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=600,
+        description="How long the start-up check retries answers that may pass (throttling,"
+        " 5xx, no connection) before it calls the setting wrong.",
     )
     idempotency_table: str = Field(
         "", description="DynamoDB table for exactly-once publishing; empty turns it off."
@@ -99,7 +118,7 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=3600, description="How long a token's record is kept."
     )
     shutdown_grace_seconds: float = Field(
-        20.0, ge=0, le=3600, description="Time in-flight messages get to finish on shutdown."
+        20.0, ge=1, le=3600, description="Time in-flight messages get to finish on shutdown."
     )
     publish_linger_seconds: float = Field(
         0.05, ge=0, le=5, description="How long a batch waits to fill before it is sent."
@@ -138,6 +157,13 @@ class Settings(BaseSettings):
             raise ValueError("REGWORKER_EVENT_BUS_NAME: required when sink=eventbridge")
         if self.queue_url == self.dlq_url:
             raise ValueError("REGWORKER_DLQ_URL: must differ from REGWORKER_QUEUE_URL")
+        lease_floor = 2 * (CALL_CONNECT_TIMEOUT_SECONDS + CALL_READ_TIMEOUT_SECONDS)
+        if self.idempotency_table and self.visibility_timeout_seconds < lease_floor:
+            raise ValueError(
+                f"REGWORKER_VISIBILITY_TIMEOUT_SECONDS: at least {lease_floor} with"
+                " REGWORKER_IDEMPOTENCY_TABLE (it is the claim's lease, renewed at half"
+                " time: one slow DynamoDB or publish call must not outlast it)"
+            )
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("REGWORKER_RETRY_BASE_SECONDS: must not exceed RETRY_MAX_SECONDS")
         if self.resolve_budget >= self.visibility_timeout_seconds - self.resolve_timeout_seconds:
@@ -179,7 +205,13 @@ def describe_validation_error(error: ValidationError) -> str:
         location = [str(part) for part in item["loc"]]
         message = str(item["msg"]).removeprefix("Value error, ")
         if location:
-            name = ENV_PREFIX + location[0].upper()
+            # A field read under an alias reports the variable as it was set.
+            name = location[0].upper()
+            name = (
+                name
+                if name.startswith(ENV_PREFIX) or name.startswith("AWS_")
+                else ENV_PREFIX + name
+            )
             problems.append(f"{name}: {message}")
         else:
             problems.append(message)

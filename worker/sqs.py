@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from worker.batcher import Batcher
 
@@ -20,8 +20,8 @@ MAX_BATCH = 10
 class ReceivedMessage:
     message_id: str
     receipt_handle: str
-    body: str
-    receive_count: int
+    body: str = field(repr=False)  # a token, or most of one: never in a repr
+    receive_count: int = 1
     group_id: str | None = None
     attributes: Mapping[str, MessageAttributeValueTypeDef] = field(
         default_factory=lambda: MappingProxyType({})
@@ -99,7 +99,7 @@ class SourceQueue:
             QueueUrl=self.url,
             Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)],
         )
-        return entry_outcomes(len(handles), answer.get("Failed", []))
+        return entry_outcomes(len(handles), answer)
 
     async def _visibility_batch(
         self, changes: Sequence[VisibilityChange]
@@ -111,7 +111,7 @@ class SourceQueue:
                 for i, c in enumerate(changes)
             ],
         )
-        return entry_outcomes(len(changes), answer.get("Failed", []))
+        return entry_outcomes(len(changes), answer)
 
 
 class BatchEntryError(Exception):
@@ -123,10 +123,18 @@ class BatchEntryError(Exception):
         self.sender_fault = sender_fault
 
 
-def entry_outcomes(count: int, failed: Sequence[Any]) -> list[BaseException | None]:
-    """Map an SQS batch answer's Failed list (by numeric Id) to one outcome per entry."""
-    outcomes: list[BaseException | None] = [None] * count
-    for entry in failed:
+MISSING_ENTRY: Final = "NoAnswerForEntry"
+
+
+def entry_outcomes(count: int, answer: Mapping[str, Any]) -> list[BaseException | None]:
+    """Map an SQS batch answer (entries by numeric Id) to one outcome per entry. An entry
+    in neither ``Successful`` nor ``Failed`` failed: nothing says it was done."""
+    outcomes: list[BaseException | None] = [
+        BatchEntryError(MISSING_ENTRY, "the batch answer does not mention this entry", False)
+    ] * count
+    for entry in answer.get("Successful", []):
+        outcomes[int(entry["Id"])] = None
+    for entry in answer.get("Failed", []):
         outcomes[int(entry["Id"])] = BatchEntryError(
             entry.get("Code", "Unknown"), entry.get("Message", ""), entry.get("SenderFault", False)
         )

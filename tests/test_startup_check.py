@@ -1,0 +1,94 @@
+"""The start-up check, as a user meets it: `regworker run` as a process on the local
+services. A misconfigured dependency stops it before the first receive with one line
+that names what to fix, and exit 2; an answer that may pass is retried first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mypy_boto3_sqs.client import SQSClient
+
+from tests.support import one_line, run_cli, send_all, tag
+from worker.provision import Resources
+from worker.sandbox import (
+    LocalService,
+    emulator_server,
+    free_port,
+    set_emulator_fault,
+)
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_a_queue_that_does_not_exist(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = resources.queue_url.rsplit("/", 1)[0] + f"/missing-{tag()}"
+    line = one_line(run_cli(resources, aws_env, tmp_path, REGWORKER_QUEUE_URL=missing))
+    assert line.startswith("regworker run: REGWORKER_QUEUE_URL: no such queue")
+    assert missing in line
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+def test_a_bus_that_does_not_exist(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_cli(resources, aws_env, tmp_path, REGWORKER_EVENT_BUS_NAME=f"nobus-{tag()}")
+    assert "REGWORKER_EVENT_BUS_NAME: no such EventBridge bus" in one_line(result)
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_missing_credentials(resources: Resources, aws_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in aws_env.items() if not k.startswith("AWS_ACCESS_KEY_ID")}
+    env = {k: v for k, v in env.items() if k != "AWS_SECRET_ACCESS_KEY"}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    line = one_line(run_cli(resources, env, tmp_path))
+    assert "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID" in line
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_an_endpoint_where_nothing_listens(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": dead}, tmp_path)
+    line = one_line(result)
+    assert line.startswith("regworker run: AWS_ENDPOINT_URL_SQS: queue ")
+    assert f"did not answer at {dead}" in line
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_a_metering_endpoint_that_is_not_resolve_customer(
+    resources: Resources, aws_env: dict[str, str], moto: LocalService, tmp_path: Path
+) -> None:
+    """AWS_ENDPOINT_URL_MARKETPLACE_METERING forgotten: ResolveCustomer goes to the
+    endpoint that serves everything else, which does not serve it."""
+    env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL_MARKETPLACE_METERING"}
+    line = one_line(run_cli(resources, env, tmp_path))
+    assert line.startswith("regworker run: AWS_ENDPOINT_URL_MARKETPLACE_METERING: ")
+    assert moto.url in line
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_refused_credentials_name_the_service(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    with emulator_server(["--reject-access-key", aws_env["AWS_ACCESS_KEY_ID"]]) as strict:
+        env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": strict.url}
+        line = one_line(run_cli(resources, env, tmp_path))
+    assert "AWS credentials refused by ResolveCustomer (UnrecognizedClientException)" in line
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_throttling_at_start_is_retried_not_reported(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    token = f"start-{tag()}"
+    send_all(sqs, resources.queue_url, [token])
+    with emulator_server() as emulator:
+        env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url}
+        set_emulator_fault(emulator.url, "ThrottlingException", 2.0)
+        result = run_cli(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="20")
+    assert result.returncode == 0, result.stderr
+    assert "published=1" in result.stderr.splitlines()[-1]
