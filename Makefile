@@ -103,13 +103,11 @@ soak: venv localstack
 
 # requirements.lock: what the image installs, each at one version with the hash of every
 # file PyPI has for it; the Dockerfile installs it with --require-hashes, so nothing else
-# gets in. Inputs: pyproject.toml's runtime dependencies, its build-system requires (the
-# image builds the package without build isolation, from these) and boto3, which
-# provision, dlq and enqueue import but pyproject.toml no longer brings in (aiobotocore
-# 3.x has no boto3 extra). Kept versions stay unless asked: make lock LOCK_FLAGS=--upgrade
+# gets in. Inputs: pyproject.toml's runtime dependencies and its build-system requires
+# (the image builds the package without build isolation, from these). Kept versions stay
+# unless asked: make lock LOCK_FLAGS=--upgrade
 .PHONY: lock
 lock: | $(UV)
-	{ $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'; \
-	  echo boto3; } \
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 	| $(UV) pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes \
 		--custom-compile-command "make lock" --quiet $(LOCK_FLAGS) --output-file requirements.lock
