@@ -99,11 +99,32 @@ def test_an_isolated_throttle_costs_little_and_a_flood_costs_a_lot() -> None:
     assert flood["new"] <= 0.7 * flood["old"] + 0.01
 
 
+def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
+    """While doubling, the rate can be twice what gets through: the window that ends slow
+    start may cut to half (TCP halves there); after it, a flood costs 30% a window."""
+    clock = FakeClock()
+    controller = FlowController(100, start_rate=10, clock=clock)
+    clock.now += 1.0  # slow start: 20/s now
+    with capture_logs() as logs:
+        answer(controller, clock, 30, throttled=30)
+        clock.now += 1.0
+        answer(controller, clock, 30, throttled=30)
+        clock.now += 0.6
+        answer(controller, clock, 1, throttled=1)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 2
+    assert cuts[0]["new"] == pytest.approx(0.5 * cuts[0]["old"], abs=0.02)
+    assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
+
+
 def test_each_decrease_is_logged_with_old_new_and_why() -> None:
     cut = first_cut(20)
     assert cut["event"] == "flow_rate"
     assert cut["old"] > cut["new"]
-    assert re.fullmatch(r"throttled 20 of \d\d calls in the last window", str(cut["why"]))
+    assert re.fullmatch(
+        r"throttled 20 of (\d\d) calls \(20 of \1 first attempts\) in the last window",
+        str(cut["why"]),
+    )
 
 
 def test_the_rate_recovers_with_time_not_with_successes_up_to_the_ceiling() -> None:
@@ -169,13 +190,27 @@ def test_a_ceiling_under_one_call_per_horizon_still_lets_a_message_in() -> None:
     assert pacer.starts_within(2.0) == 1
 
 
-def test_throttled_retries_are_no_signal() -> None:
+def test_throttled_retries_are_no_signal_while_first_attempts_get_through() -> None:
+    """A token refused for itself is retried again and again: while first attempts get
+    through, its throttled retries must not drag the rate down."""
     clock = FakeClock()
     controller = controller_at(20, clock)
-    answer(controller, clock, 100, throttled=100, retry=True)
+    for _ in range(10):  # 5 s of windows: clean first attempts, throttled retries
+        answer(controller, clock, 10, throttled=0)
+        answer(controller, clock, 10, throttled=10, retry=True)
+        clock.now += 0.5
     assert controller.decreases == 0
     assert controller.throttled == 100  # still counted, for the metrics
-    answer(controller, clock, 40, throttled=40)
+
+
+def test_when_only_retries_are_answered_their_throttles_count() -> None:
+    """Every message in hand is retrying (a quota far below the rate): with no first
+    attempts to judge by, the retries' throttles are the signal."""
+    clock = FakeClock()
+    controller = controller_at(20, clock)
+    answer(controller, clock, 40, throttled=40, retry=True)
+    clock.now += 1.0
+    answer(controller, clock, 1, throttled=1, retry=True)
     assert controller.decreases == 1
 
 

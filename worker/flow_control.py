@@ -22,10 +22,15 @@ path's capacity:
   for more) by at most ``PROBE_GROWTH_PER_SECOND`` of its rate per second: at a few
   calls per second a window spans a second or more, and CUBIC's curve alone would
   overshoot the quota by a third before the window is judged.
-- **Retries are no signal.** Only first attempts enter a window. Under an account quota
-  a retry is throttled as often as a first call, so the share is the same; but a call
-  refused for itself (one token throttled again and again) would otherwise fill the
-  window with its retries the lower the rate went, and drive it to the floor.
+- **Retries are no signal while first attempts speak.** Under an account quota a retry
+  is throttled as often as a first call, so first attempts alone give the share; but
+  a call refused for itself (one token throttled again and again) would otherwise fill
+  the window with its retries the lower the rate went, and drive it to the floor. A
+  window with fewer than ``MIN_FIRST_ATTEMPTS`` first attempts (every message in hand
+  retrying) is judged by all its answers.
+- **Leaving slow start** below the ceiling, one window may halve the rate
+  (``SLOW_START_BETA``, as TCP does there): the rate was doubling, so it can be twice
+  what gets through.
 - **Ceiling and floor.** ``ceiling`` (``REGWORKER_RESOLVE_RATE_LIMIT``) is never
   exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
 
@@ -57,12 +62,15 @@ log = structlog.get_logger(__name__)
 
 FLOOR: Final = 0.5
 WINDOW_CALLS: Final = 20
+# First attempts a window needs for its throttled share to be theirs alone.
+MIN_FIRST_ATTEMPTS: Final = 5
 WINDOW_MIN_SECONDS: Final = 0.5
 # At low rates a window matures after this long, with however few answers it holds.
 WINDOW_MAX_SECONDS: Final = 1.5
 MARGIN_GAIN: Final = 1.0
 MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
+SLOW_START_BETA: Final = 0.5
 WINDOW_GROWTH: Final = 1.5
 PROBE_GROWTH_PER_SECOND: Final = 0.1
 # A window starting at this share of the last plateau (CUBIC's w_max) or above is probing.
@@ -91,12 +99,26 @@ class Window:
     start_rate: float
     last_send: float = -math.inf
     sent: int = 0
-    calls: int = 0
+    calls: int = 0  # first attempts answered
     throttled: int = 0
+    retries: int = 0  # retries answered
+    retries_throttled: int = 0
+
+    @property
+    def answers(self) -> int:
+        return self.calls + self.retries
 
     @property
     def throttled_share(self) -> float:
-        return self.throttled / self.calls if self.calls else 0.0
+        """The share of first attempts throttled; with too few of them to tell (every
+        message in hand retrying), the share of all answers."""
+        if self.calls >= MIN_FIRST_ATTEMPTS:
+            return self.throttled / self.calls
+        return (self.throttled + self.retries_throttled) / max(1, self.answers)
+
+    @property
+    def any_throttled(self) -> bool:
+        return self.throttled_share > 0
 
 
 class FlowController:
@@ -165,14 +187,18 @@ class FlowController:
             self.throttled += 1
         if sent_at < self._last_decrease:
             return  # sent before the last decrease: already answered for
-        if retry:
-            return
         window = self._window
-        window.calls += 1
-        window.throttled += throttled
+        if retry:
+            window.retries += 1
+            window.retries_throttled += throttled
+            if window.calls >= MIN_FIRST_ATTEMPTS:
+                return  # first attempts speak for this window: they judge it
+        else:
+            window.calls += 1
+            window.throttled += throttled
         if not self._mature(window, now):
             return
-        if window.throttled:
+        if window.any_throttled:
             self._decrease(window, now)
         else:
             self._window = Window(start=now, start_rate=self.rate)
@@ -182,7 +208,7 @@ class FlowController:
         elapsed = now - window.start
         if elapsed >= WINDOW_MAX_SECONDS:
             return True
-        return window.calls >= WINDOW_CALLS and elapsed >= max(WINDOW_MIN_SECONDS, self._rtt)
+        return window.answers >= WINDOW_CALLS and elapsed >= max(WINDOW_MIN_SECONDS, self._rtt)
 
     def _decrease(self, window: Window, now: float) -> None:
         # As botocore does, start from the rate actually sent at: below the allowed
@@ -193,7 +219,7 @@ class FlowController:
         share = window.throttled_share
         got_through = sent_rate * (1 - share)
         below = got_through * (1 - min(MAX_MARGIN, MARGIN_GAIN * share))
-        new = max(self._floor, below, sent_rate * MIN_BETA)
+        new = max(self._floor, below, sent_rate * self._beta(old))
         # CUBIC's plateau (w_max) is the best guess of the quota: what got through. Its
         # curve starts at w_max * beta = new and climbs back with time. When even the
         # bounded cut stays above what got through, the curve starts flat at the new
@@ -216,8 +242,16 @@ class FlowController:
             controller=self.name,
             old=round(old, 2),
             new=round(new, 2),
-            why=f"throttled {window.throttled} of {window.calls} calls in the last window",
+            why=f"throttled {window.throttled + window.retries_throttled} of {window.answers}"
+            f" calls ({window.throttled} of {window.calls} first attempts) in the last window",
         )
+
+    def _beta(self, rate: float) -> float:
+        """The deepest cut one window may make. Leaving slow start below the ceiling, the
+        rate was doubling: it may be twice what gets through (TCP halves there too)."""
+        if self._slow_start_began is not None and rate < self.ceiling:
+            return SLOW_START_BETA
+        return MIN_BETA
 
     def _note_growth(self) -> None:
         rate = self.rate
