@@ -20,10 +20,13 @@ from aiobotocore.session import get_session
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
+    ProfileNotFound,
     ReadTimeoutError,
+    TokenRetrievalError,
 )
 
 from worker.emulator import DEFAULT_PRODUCT_CODE, EmulatorConfig, running_emulator
@@ -32,12 +35,14 @@ from worker.errors import (
     ConfigurationFault,
     DeadLetterReason,
     MalformedMessage,
+    PublishError,
     RegworkerError,
     Rejected,
     TransientError,
 )
 from worker.faults import classify_aws_error
 from worker.flow_control import FlowController, Pacer
+from worker.handler import may_be_its_own
 from worker.resolver import Resolver, ResolveThrottled, classify_resolve_error
 from worker.sandbox import LocalService, free_port
 
@@ -324,3 +329,34 @@ async def test_resolve_does_not_retry_a_rejection(metering: MarketplaceMeteringC
         await resolver.resolve("expired-x", budget=5.0)
     assert caught.value.reason is DeadLetterReason.EXPIRED_TOKEN
     assert resolver.retries == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CredentialRetrievalError(provider="assume-role", error_msg="role cannot be assumed"),
+        TokenRetrievalError(provider="sso", error_msg="session expired"),
+        ProfileNotFound(profile="missing"),
+    ],
+)
+def test_credential_chain_failures_are_configuration_faults(error: Exception) -> None:
+    """An expired SSO session or a role that cannot be assumed is the worker's fault:
+    held, never retried as a passing error until the token is RetriesExhausted."""
+    assert isinstance(classify_aws_error(error), ConfigurationFault)
+
+
+@pytest.mark.parametrize(
+    ("error", "judged_by_the_probe"),
+    [
+        (PublishError("PublishBatch InvalidParameter: too long", sender_fault=True), True),
+        (PublishError("PutEvents ThrottlingException: slow down"), False),  # the bus's
+        (PublishError("PutEvents AccessDeniedException: KMS"), False),  # the worker's
+        (ApiDisabled("DisabledApiException: disabled"), True),
+        (ConfigurationFault("UnrecognizedClientException: bad key"), False),
+        (TransientError("InternalServiceErrorException: every try failed"), True),
+    ],
+)
+def test_which_failures_the_probe_judges(error: Exception, judged_by_the_probe: bool) -> None:
+    """Only failures that may be the message's own are put to the probe (and, when the
+    probe gets through, become the message's); the rest hold the worker until it works."""
+    assert may_be_its_own(error) is judged_by_the_probe

@@ -99,3 +99,31 @@ async def test_shutdown_lets_every_waiter_go() -> None:
 async def test_sleep_in_hand_returns_true_when_not_stopping(seconds: float) -> None:
     hold = FaultHold({}, max_wait=1.0)
     assert await hold.sleep(seconds) is True
+
+
+async def test_a_fault_back_within_a_minute_is_logged_at_warning_not_error() -> None:
+    sink = Dependency(0, EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    hold = FaultHold({Component.SINK: sink.probe}, max_wait=1.0)
+    with capture_logs() as logs:
+        for _ in range(3):  # a flapping sink: fault, cleared, fault again
+            hold.report(Component.SINK, sink.error)
+            assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
+    levels = [entry["log_level"] for entry in logs if entry["event"] == "outage"]
+    assert levels == ["error", "warning", "warning"]
+    await hold.close()
+
+
+async def test_probe_passes_runs_the_probe_once_without_holding() -> None:
+    working = Dependency(0, ConfigurationFault("unused"))
+    broken = Dependency(1000, ConfigurationFault("AccessDenied: no"))
+    hold = FaultHold(
+        {Component.SINK: working.probe, Component.DEAD_LETTER_QUEUE: broken.probe},
+        max_wait=1.0,
+    )
+    assert await hold.probe_passes(Component.SINK)
+    assert not await hold.probe_passes(Component.DEAD_LETTER_QUEUE)
+    assert not hold.active
+    assert (working.calls, broken.calls) == (1, 1)
+    hold.report(Component.SINK, working.error)
+    assert not await hold.probe_passes(Component.SINK)  # held: not working, no probe spent
+    await hold.close()

@@ -103,3 +103,24 @@ async def test_a_lease_just_past_its_end_is_still_busy_for_the_clock_skew(
     taken = await store.claim("e4", lease_seconds=30)
     assert taken.status is Claim.CLAIMED
     assert (await record(store, "e4"))["owner"] == taken.owner
+
+
+async def test_completing_an_old_claim_keeps_renewing_the_new_one(
+    store: IdempotencyStore,
+) -> None:
+    """This worker's lease ran out and another claim took the token; when the old
+    holder completes (its publish went through), the new claim's lease is still renewed."""
+    old = await store.claim("e5", lease_seconds=2)
+    # The lease is judged run out once past its end and the clock-skew allowance.
+    await client_of(store).update_item(
+        TableName=store._table,  # noqa: SLF001
+        Key={"event_id": {"S": "e5"}},
+        UpdateExpression="SET lease_until = :t",
+        ExpressionAttributeValues={":t": {"N": f"{time.time() - CLOCK_SKEW_SECONDS - 1:.3f}"}},
+    )
+    new = await store.claim("e5", lease_seconds=2)
+    assert new.status is Claim.CLAIMED
+    await store.complete("e5", owner=old.owner)  # refused: not the owner any more
+    await asyncio.sleep(1.1)
+    await store.renew_due()
+    assert store.renewals == 1  # the new claim's lease

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 from mypy_boto3_sqs.client import SQSClient
 from structlog.testing import capture_logs
 
@@ -33,6 +34,7 @@ from worker.events import event_id_for
 from worker.fault_hold import FaultHold
 from worker.flow_control import FlowController, Pacer
 from worker.heartbeat import VisibilityHeartbeat
+from worker.probes import Component
 from worker.provision import Resources, create_queues, provision
 from worker.publisher import Event, Outgoing, SnsPublisher
 from worker.sandbox import clean_environ, emulator_server
@@ -477,6 +479,43 @@ async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None
     )
     with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
         await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)
+
+
+class RefusingQueue(SourceQueue):
+    """ReceiveMessage is denied, as by a policy that still allows GetQueueAttributes."""
+
+    def __init__(self) -> None:
+        self.receives = 0
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
+        self.receives += 1
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "not sqs:ReceiveMessage"}},
+            "ReceiveMessage",
+        )
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+async def test_a_receive_refused_while_the_probe_passes_backs_off(resources: Resources) -> None:
+    """The probe (GetQueueAttributes) gets through, the receive does not: the loop must
+    back off, not spin report, probe, receive at full speed."""
+
+    async def probe_passes() -> None:
+        return None
+
+    queue = RefusingQueue()
+    consumer = Consumer(
+        make_settings(resources, receive_concurrency=1),
+        queue,
+        handler=SimpleNamespace(started=set(), finishing=set()),  # type: ignore[arg-type]
+        heartbeat=VisibilityHeartbeat(queue, 10),
+        hold=FaultHold({Component.SOURCE_QUEUE: probe_passes}, max_wait=60),
+        pacer=Pacer(FlowController(10, start_rate=10)),
+    )
+    await consumer.run(stop_after(3.5))
+    assert 2 <= queue.receives <= 5  # at once, then after 1 and 2 s
 
 
 def test_fifo_end_to_end_with_an_sns_fifo_topic(sqs: SQSClient, session: boto3.Session) -> None:

@@ -4,9 +4,16 @@ that names what to fix, and exit 2; an answer that may pass is retried first."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from mypy_boto3_sqs.client import SQSClient
 
 from tests.support import one_line, run_cli, send_all, tag
@@ -17,6 +24,7 @@ from worker.sandbox import (
     free_port,
     set_emulator_fault,
 )
+from worker.startup_check import refused_for_good
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
@@ -92,3 +100,69 @@ def test_throttling_at_start_is_retried_not_reported(
         result = run_cli(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="20")
     assert result.returncode == 0, result.stderr
     assert "published=1" in result.stderr.splitlines()[-1]
+
+
+@contextlib.contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """A TCP endpoint that takes connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_an_endpoint_that_never_answers_is_reported_within_the_check_time(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Each try gets what is left of REGWORKER_STARTUP_CHECK_SECONDS, not the client's
+    own read timeout (35 s for SQS) three times over."""
+    with silent_endpoint() as silent:
+        started = time.monotonic()
+        result = run_cli(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": silent}, tmp_path)
+        took = time.monotonic() - started
+    assert "AWS_ENDPOINT_URL_SQS" in one_line(result)
+    assert took < 15
+
+
+@pytest.mark.parametrize("resources", ["sns"], indirect=True)
+def test_a_seller_wide_disabled_api_is_named_at_start(
+    resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    with emulator_server() as emulator:
+        set_emulator_fault(emulator.url, "DisabledApiException", 60)
+        env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url}
+        line = one_line(run_cli(resources, env, tmp_path))
+    assert "ResolveCustomer answers DisabledApiException" in line
+
+
+def test_a_refusal_at_start_is_no_passing_fault() -> None:
+    """A topic ARN of another region is refused with InvalidParameter (400): at start-up
+    that is the setting's fault and is reported at once, not retried as an outage."""
+
+    def answer(code: str) -> Any:
+        return {
+            "Error": {"Code": code, "Message": code},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+    refused = ClientError(answer("InvalidParameter"), "GetTopicAttributes")
+    throttled = ClientError(answer("Throttling"), "GetTopicAttributes")
+    assert refused_for_good(refused)
+    assert not refused_for_good(throttled)

@@ -161,7 +161,7 @@ class Consumer:
         await asyncio.gather(*receivers, return_exceptions=True)
 
     async def _receive_loop(self) -> None:
-        failures = 0
+        failures = refusals = 0
         while not self._stopping.is_set():
             if not await self._hold.wait_clear():
                 return
@@ -177,14 +177,18 @@ class Consumer:
                 if classified is None:
                     raise
                 if isinstance(classified, ConfigurationFault):
+                    refusals += 1
                     self._hold.report(Component.SOURCE_QUEUE, error)
+                    if refusals > 1:  # the probe got through, the receive did not: back off
+                        cap = self._settings.fault_probe_max_seconds
+                        await self._hold.sleep(min(cap, 2.0 ** min(refusals - 2, 10)))
                     continue
                 failures += 1
                 await self._back_off(failures, error)
                 continue
             if failures:
                 log.info("receive_recovered", after_failures=failures)
-            failures = 0
+            failures = refusals = 0
             if self._stopping.is_set():
                 self._slots.give_back(wanted)
                 await self._hand_back(messages)

@@ -56,4 +56,11 @@ class ApiDisabled(ConfigurationFault):
 
 
 class PublishError(TransientError):
-    """The event could not be published; the message stays and comes back."""
+    """The event could not be published; the message stays and comes back.
+    ``sender_fault``: the service refused this entry for itself (a validation error),
+    not for a fault of its own or of the worker's credentials (throttling, internal
+    errors, access denied), which the fault hold waits out."""
+
+    def __init__(self, message: str, *, sender_fault: bool = False) -> None:
+        super().__init__(message)
+        self.sender_fault = sender_fault

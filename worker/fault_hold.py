@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 FIRST_PROBE_WAIT: Final = 1.0
 REPORT_EVERY_SECONDS: Final = 60.0
+PROBE_TIMEOUT_SECONDS: Final = 10.0
 
 
 @dataclass
@@ -74,6 +75,7 @@ class FaultHold:
         self._clear = asyncio.Event()
         self._clear.set()
         self._stopping = asyncio.Event()
+        self._last_error_log: dict[Component, float] = {}
         self.holds = 0
 
     @property
@@ -99,7 +101,13 @@ class FaultHold:
         self._faults[component] = fault
         self._clear.clear()
         self.holds += 1
-        log.error(
+        # A fault back within a minute of the last one is the same trouble: ERROR once.
+        recent = now - self._last_error_log.get(component, -REPORT_EVERY_SECONDS) < (
+            self._report_every
+        )
+        if not recent:
+            self._last_error_log[component] = now
+        (log.warning if recent else log.error)(
             fault.kind,
             component=component.value,
             error=fault.error,
@@ -116,6 +124,17 @@ class FaultHold:
         if fault is not None:
             self._probing[component].cancel()
             self._cleared(fault)
+
+    async def probe_passes(self, component: Component) -> bool:
+        """Run ``component``'s probe once, without holding: does it work for others? A
+        component already held does not."""
+        if component in self._faults:
+            return False
+        try:
+            await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception:  # any failure means: not working
+            return False
+        return True
 
     async def wait_clear(self) -> bool:
         """Wait until nothing is held; False when the worker stops first."""
@@ -145,7 +164,7 @@ class FaultHold:
         while True:
             await asyncio.sleep(wait)
             try:
-                await probe()
+                await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_SECONDS)
             except Exception as error:  # still broken, whatever the error says
                 fault.error = describe(error)
                 self._report_progress(fault)
@@ -155,6 +174,8 @@ class FaultHold:
         self._cleared(fault)
 
     def _cleared(self, fault: Fault) -> None:
+        if self._faults.get(fault.component) is not fault:
+            return  # a newer fault of the same component: not this one's to clear
         del self._faults[fault.component]
         del self._probing[fault.component]
         log.info(

@@ -11,11 +11,17 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    CredentialRetrievalError,
     HTTPClientError,
+    InvalidConfigError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
     PartialCredentialsError,
+    ProfileNotFound,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 
 from worker.errors import ConfigurationFault, TransientError
@@ -52,6 +58,31 @@ CONFIGURATION_CODES: Final = frozenset(
 )
 
 
+THROTTLING_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
+
+# The credential chain could not produce credentials (an expired SSO session, a role that
+# cannot be assumed, a profile that does not exist): the worker's, never the message's.
+CREDENTIAL_PROVIDER_ERRORS: Final = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    NoRegionError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    SSOTokenLoadError,
+    UnauthorizedSSOTokenError,
+    ProfileNotFound,
+    InvalidConfigError,
+)
+
+
 def error_code(error: BaseException) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", "Unknown"))
@@ -72,7 +103,7 @@ def classify_aws_error(error: BaseException) -> TransientError | ConfigurationFa
     if isinstance(error, ParamValidationError):
         # Our own request is wrong: retrying cannot help and the message is not to blame.
         return ConfigurationFault(f"invalid request (a bug): {describe(error)}")
-    if isinstance(error, NoCredentialsError | PartialCredentialsError | NoRegionError):
+    if isinstance(error, CREDENTIAL_PROVIDER_ERRORS):
         return ConfigurationFault(describe(error))
     if isinstance(error, ConnectionError | HTTPClientError | BotoCoreError):
         return TransientError(f"{type(error).__name__}: {describe(error)}")

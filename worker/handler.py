@@ -45,16 +45,16 @@ from worker.idempotency import Claim, ClaimResult, IdempotencyStore
 from worker.probes import Component
 from worker.publisher import Publisher
 from worker.request import RegistrationRequest, parse_body
-from worker.resolver import Resolver
+from worker.resolver import Resolver, ResolveThrottled
 from worker.settings import Settings
 from worker.sqs import BatchEntryError, ReceivedMessage, SourceQueue
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Tries of one step that failed for its own entry alone (a batch entry, DisabledApi for
-# one token) while the dependency itself answers, before the message takes its own path.
-IN_HAND_ATTEMPTS: Final = 3
+# DisabledApi for one token while the probe gets through: tries before it is the token's.
+DISABLED_API_TRIES: Final = 3
+MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
 
 
 class Outcome(StrEnum):
@@ -204,7 +204,8 @@ class MessageHandler:
             return Outcome.DUPLICATE
         # Another worker holds a live claim on the same token: look again when it ends
         # (sooner would only spend receives and hurry the redrive policy).
-        await self._set_visibility(work.message, math.ceil(claim.lease_left) + 1)
+        wait = min(MAX_VISIBILITY_SECONDS, math.ceil(claim.lease_left) + 1)
+        await self._set_visibility(work.message, wait)
         self.tally.count(Outcome.REQUEUED)
         return Outcome.REQUEUED
 
@@ -229,7 +230,9 @@ class MessageHandler:
             )
 
         try:
-            return await self._held(Component.RESOLVE_CUSTOMER, call, on=ConfigurationFault)
+            return await self._held(
+                Component.RESOLVE_CUSTOMER, call, on=(ConfigurationFault, TransientError)
+            )
         except ApiDisabled as refused:  # the API works for others: this token alone is refused
             raise Rejected(DeadLetterReason.DISABLED_API, str(refused)) from refused
 
@@ -238,34 +241,38 @@ class MessageHandler:
         component: Component,
         step: Callable[[], Awaitable[T]],
         *,
-        on: type[Exception] = Exception,
+        on: type[Exception] | tuple[type[Exception], ...] = Exception,
     ) -> T:
         """Run ``step``; while it fails for a fault that is not the message's own, keep
         the message in hand under the fault hold and run it again when the fault clears.
-        A failure of this entry alone (an entry of a batch call, ``DisabledApi`` for one
-        token) still gets through after ``IN_HAND_ATTEMPTS`` tries, to the message's own
-        path. Raises ``Interrupted`` when the worker stops while the message waits."""
+        A failure that may be the message's own (an entry refused for itself, a token's
+        resolve that kept failing, ``DisabledApi``) is put to the component's probe
+        first: if the probe gets through, the dependency works for others, and after
+        ``own_tries`` the message takes its own path. Raises ``Interrupted`` when the
+        worker stops while the message waits."""
         hold = self._parts.hold
         failures = 0
         while True:
             try:
                 result = await step()
             except on as error:
-                if not is_dependency_failure(error):
+                if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
                     raise
                 failures += 1
-                own = isinstance(error, PublishError | BatchEntryError | ApiDisabled)
-                if own and failures >= IN_HAND_ATTEMPTS and not hold.holds_for(component):
-                    raise
-                hold.report(component, error)
-                # The probe answered, yet this call failed again: back off in hand.
-                waited = await (
-                    hold.wait_clear() if failures == 1 else hold.sleep(self._backoff(failures))
-                )
+                if may_be_its_own(error) and await hold.probe_passes(component):
+                    if failures >= own_tries(error):
+                        raise
+                    waited = await hold.sleep(self._backoff(failures))
+                else:
+                    hold.report(component, error)
+                    # After the hold cleared, this call failing again: back off in hand.
+                    waited = await (
+                        hold.wait_clear() if failures == 1 else hold.sleep(self._backoff(failures))
+                    )
                 if not waited:
                     raise Interrupted(component.value) from error
                 continue
-            if failures:
+            if failures or hold.holds_for(component):
                 hold.succeeded(component)
             return result
 
@@ -289,12 +296,11 @@ class MessageHandler:
             await self._held(Component.SINK, lambda: finish(self._parts.publisher.publish(event)))
         except Interrupted:
             raise
-        except Exception as error:
+        except Exception as error:  # refused for itself while the sink works for others
             log.warning("publish_failed", error=describe(error), event_id=event["event_id"])
+            self.finishing.discard(work.message.message_id)
             await self._release(work)
-            await self._set_visibility(work.message, self._requeue_delay(work))
-            self.tally.count(Outcome.KEPT)
-            return Outcome.KEPT
+            return await self._retry_later(work, TransientError(describe(error)))
         publish_ms = _ms_since(work.picked_up)
         await self._complete(work, event["event_id"])
         await self._delete(work.message)
@@ -368,13 +374,15 @@ class MessageHandler:
 
     def _requeue_delay(self, work: Work) -> int:
         base = self._settings.requeue_base_seconds
-        delay = base * 2 ** max(0, work.deliveries - 1)
-        return int(min(delay, self._settings.requeue_max_seconds))
+        delay = base * 2 ** max(0, min(work.deliveries - 1, 30))
+        return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
         self._parts.heartbeat.release(message)
         try:
-            await finish(self._parts.queue.delete(message))
+            await self._held(
+                Component.SOURCE_QUEUE, lambda: finish(self._parts.queue.delete(message))
+            )
         except Exception as error:
             # Published but not deleted: it comes back and is published again with the
             # same event_id (or dropped as a duplicate with the idempotency table).
@@ -386,6 +394,20 @@ class MessageHandler:
             await finish(self._parts.queue.change_visibility(message, seconds))
         except Exception as error:
             log.warning("visibility_change_failed", error=describe(error))
+
+
+def may_be_its_own(error: BaseException) -> bool:
+    """A failure the probe must judge: the dependency may work for everyone else."""
+    if isinstance(error, PublishError | BatchEntryError):
+        return error.sender_fault
+    if isinstance(error, ConfigurationFault):
+        return isinstance(error, ApiDisabled)
+    return isinstance(error, TransientError)  # a token's resolve that kept failing
+
+
+def own_tries(error: BaseException) -> int:
+    """Tries before a failure the probe does not share is the message's own."""
+    return DISABLED_API_TRIES if isinstance(error, ApiDisabled) else 1
 
 
 def is_dependency_failure(error: BaseException) -> bool:

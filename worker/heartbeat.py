@@ -18,6 +18,16 @@ from worker.sqs import BatchEntryError, ReceivedMessage, SourceQueue
 
 log = structlog.get_logger(__name__)
 
+GONE = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "InvalidParameterValue",
+    }
+)
+
 
 class VisibilityHeartbeat:
     def __init__(self, queue: SourceQueue, visibility_timeout: int) -> None:
@@ -59,9 +69,10 @@ class VisibilityHeartbeat:
         for message, result in zip(due, results, strict=True):
             if message.message_id not in self._held:
                 continue
-            if isinstance(result, BatchEntryError):
+            if isinstance(result, BatchEntryError) and result.code in GONE:
                 # The receipt handle is no longer valid (expired, or the message was
-                # deleted): nothing left to extend.
+                # deleted): nothing left to extend. Other entry failures are tried again
+                # on the next beat.
                 log.warning(
                     "visibility_extend_refused",
                     message_id=message.message_id,

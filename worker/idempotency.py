@@ -118,7 +118,7 @@ class IdempotencyStore:
     async def complete(self, event_id: str, owner: str) -> None:
         """Mark the token published; a claim taken over by another worker (this one's
         lease ran out) is left to that worker, and the published event stands."""
-        self._leases.pop(event_id, None)
+        self._forget(event_id, owner)
         try:
             await self._client.update_item(
                 TableName=self._table,
@@ -134,7 +134,7 @@ class IdempotencyStore:
             log.warning("idempotency_claim_lost", event_id=event_id, step="complete")
 
     async def release(self, event_id: str, owner: str) -> None:
-        self._leases.pop(event_id, None)
+        self._forget(event_id, owner)
         try:
             await self._client.delete_item(
                 TableName=self._table,
@@ -149,6 +149,12 @@ class IdempotencyStore:
         except ClientError as error:
             if error_code(error) != CONDITION_FAILED:
                 raise
+
+    def _forget(self, event_id: str, owner: str) -> None:
+        """Stop renewing this claim's lease (and only this claim's)."""
+        lease = self._leases.get(event_id)
+        if lease is not None and lease.owner == owner:
+            del self._leases[event_id]
 
     async def run(self, interval: float) -> None:
         """Renew, every ``interval`` seconds, the leases past half their length."""
@@ -182,8 +188,9 @@ class IdempotencyStore:
             if error_code(error) != CONDITION_FAILED:
                 log.warning("idempotency_renew_failed", event_id=event_id, error=describe(error))
                 return  # the next beat tries again while the lease lasts
-            log.warning("idempotency_claim_lost", event_id=event_id, step="renew")
-            self._leases.pop(event_id, None)
+            if self._leases.get(event_id) is lease:  # not completed meanwhile: really lost
+                log.warning("idempotency_claim_lost", event_id=event_id, step="renew")
+                del self._leases[event_id]
             return
         except Exception as error:
             log.warning("idempotency_renew_failed", event_id=event_id, error=describe(error))

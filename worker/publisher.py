@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 Event = dict[str, Any]
 # Batch APIs take 256 KiB a call; entries carry some bytes beyond the event's JSON.
 ENTRY_OVERHEAD = 300
+# PutEvents entry codes that refuse the entry itself; the others (throttling, internal
+# failure, access or KMS trouble) are the bus's or the worker's, and are waited out.
+PUT_EVENTS_ENTRY_REFUSALS = frozenset(
+    {"InvalidArgument", "MalformedDetail", "ValidationException", "InvalidParameter"}
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,12 @@ class EventBridgePublisher:
                 outcomes.append(None)
             else:
                 code = result.get("ErrorCode", "NoEventId")
-                outcomes.append(PublishError(f"PutEvents {code}: {result.get('ErrorMessage', '')}"))
+                outcomes.append(
+                    PublishError(
+                        f"PutEvents {code}: {result.get('ErrorMessage', '')}",
+                        sender_fault=code in PUT_EVENTS_ENTRY_REFUSALS,
+                    )
+                )
         return outcomes
 
 
@@ -132,7 +142,8 @@ class SnsPublisher:
             outcomes[int(ok["Id"])] = None
         for failed in answer.get("Failed", []):
             outcomes[int(failed["Id"])] = PublishError(
-                f"PublishBatch {failed.get('Code', '')}: {failed.get('Message', '')}"
+                f"PublishBatch {failed.get('Code', '')}: {failed.get('Message', '')}",
+                sender_fault=bool(failed.get("SenderFault")),
             )
         return outcomes
 

@@ -29,7 +29,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.events import ResolvedCustomer
-from worker.faults import classify_aws_error, describe, error_code
+from worker.faults import THROTTLING_CODES, classify_aws_error, describe, error_code
 from worker.flow_control import Pacer
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ TOKEN_REJECTIONS: Final = {
     "InvalidTokenException": DeadLetterReason.INVALID_TOKEN,
     "ExpiredTokenException": DeadLetterReason.EXPIRED_TOKEN,
 }
-THROTTLING_CODES: Final = frozenset({"ThrottlingException", "Throttling", "TooManyRequests"})
 
 
 class ResolveThrottled(TransientError):

@@ -7,8 +7,9 @@ import asyncio
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -71,7 +72,9 @@ async def run_worker(
     started = time.monotonic()
     async with open_clients(settings) as clients:
         probes = probes_for(settings, clients)
-        await check_startup(settings, probes, endpoints(clients))
+        if not await until_stopped(check_startup(settings, probes, endpoints(clients)), stop):
+            log.info("stopped_during_start_up")
+            return RunReport(Tally(), 0, time.monotonic() - started)
         linger = settings.publish_linger_seconds
         queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
         pacer = Pacer(
@@ -117,6 +120,21 @@ async def run_worker(
             fault_holds=parts.hold.holds,
         )
         return report
+
+
+async def until_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``step`` unless ``stop`` comes first; True when it ran to the end."""
+    running = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (running, stopping):
+        task.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    if running.cancelled() or not running.done():
+        await asyncio.gather(running, return_exceptions=True)
+        return False
+    running.result()  # raises what the step raised (StartupCheckFailed)
+    return True
 
 
 def endpoints(clients: AwsClients) -> dict[Component, str]:
@@ -203,6 +221,7 @@ class SignalHandling:
     def __init__(self) -> None:
         self.forced_exit_code = 128 + signal.SIGINT
         self._consumer: Consumer | None = None
+        self._signalled = False  # not stop.is_set(): the worker also stops by itself
 
     async def run(self, settings: Settings, *, until_empty: bool) -> RunReport:
         stop = asyncio.Event()
@@ -210,13 +229,14 @@ class SignalHandling:
         main_task = asyncio.current_task()
 
         def on_signal(signum: signal.Signals) -> None:
-            if stop.is_set() and main_task is not None:
+            if self._signalled and main_task is not None:
                 log.warning("second_signal", signal=signum.name, action="stopping at once")
                 self.forced_exit_code = 128 + signum
                 main_task.cancel()
                 return
+            self._signalled = True
             stop.set()
-            waiting = self._consumer.stop_report() if self._consumer else "start-up"
+            waiting = self._consumer.stop_report() if self._consumer else "the start-up check"
             log.info("stopping", signal=signum.name, waiting=waiting)
             print(
                 f"regworker run: stopping ({signum.name}): {waiting};"

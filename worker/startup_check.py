@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
 from worker.errors import ConfigurationFault, RegworkerError
-from worker.faults import classify_aws_error, describe, error_code
+from worker.faults import THROTTLING_CODES, classify_aws_error, describe, error_code, http_status
 from worker.probes import Component, Probe
 from worker.settings import Settings, Sink
 
@@ -122,12 +122,14 @@ async def _check(target: Target, endpoint: str, probe: Probe, deadline: float) -
     wait = FIRST_RETRY_WAIT
     while True:
         try:
-            await probe()
+            # An endpoint that takes the connection and never answers must not outlast
+            # the check: each try gets what is left of its time.
+            await asyncio.wait_for(probe(), timeout=max(0.5, deadline - time.monotonic()))
         except Exception as error:
             classified = classify_aws_error(error)
             if classified is None:
                 raise
-            if isinstance(classified, ConfigurationFault):
+            if isinstance(classified, ConfigurationFault) or refused_for_good(error):
                 return misconfigured(target, endpoint, error)
             if time.monotonic() + wait > deadline:
                 return unreachable(target, endpoint, error)
@@ -137,11 +139,27 @@ async def _check(target: Target, endpoint: str, probe: Probe, deadline: float) -
         return ""
 
 
+def refused_for_good(error: BaseException) -> bool:
+    """A 4xx answer other than throttling: at start-up, before any message, a request
+    the service refuses (a topic ARN of another region, a table with another key) is
+    the settings' fault and will not pass by itself."""
+    if not isinstance(error, ClientError):
+        return False
+    status = http_status(error)
+    return 400 <= status < 500 and error_code(error) not in THROTTLING_CODES
+
+
 def misconfigured(target: Target, endpoint: str, error: BaseException) -> str:
     code = error_code(error)
     text = describe(error, limit=200)
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return f"no AWS credentials found: {CREDENTIALS_HINT}"
+    if code == "DisabledApiException":
+        return (
+            "ResolveCustomer answers DisabledApiException: the Marketplace Metering API is"
+            " disabled for this seller account in this region (REGWORKER_AWS_REGION); ask"
+            " AWS Marketplace seller support"
+        )
     if code in CREDENTIAL_CODES:
         return (
             f"AWS credentials refused by {target.what} ({code}): check AWS_PROFILE or"
