@@ -63,7 +63,7 @@ log = structlog.get_logger(__name__)
 FLOOR: Final = 0.5
 WINDOW_CALLS: Final = 20
 # First attempts a window needs for its throttled share to be theirs alone.
-MIN_FIRST_ATTEMPTS: Final = 5
+MIN_FIRST_ATTEMPTS: Final = 3
 WINDOW_MIN_SECONDS: Final = 0.5
 # At low rates a window matures after this long, with however few answers it holds.
 WINDOW_MAX_SECONDS: Final = 1.5
