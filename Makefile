@@ -19,6 +19,7 @@ help:
 	@echo "make localstack        install LocalStack $(LOCALSTACK_VERSION) into .localstack (no Docker)"
 	@echo "make test-localstack   the worker's integration tests on LocalStack"
 	@echo "make chaos | chaos-short   kill workers while they drain a queue, account for every token"
+	@echo "make outage  credentials fault (10 min), SQS, SNS, DynamoDB cut (60 s each): about 25 min"
 	@echo "make bench   the worker beside a bare aiobotocore pipeline and the naive loop (bench/README.md)"
 	@echo "make soak    100,000 messages through one worker: RSS and rate from start to end"
 
@@ -67,7 +68,7 @@ CHAOS_TOKENS ?= 3000
 CHAOS_WORKERS ?= 4
 CHAOS_FLAGS ?=
 
-.PHONY: localstack test-localstack chaos chaos-short bench soak
+.PHONY: localstack test-localstack chaos chaos-short outage bench soak
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
@@ -92,6 +93,12 @@ chaos: venv localstack
 chaos-short: venv localstack
 	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 100 --kill-every 4 \
 		--json-out bench/results/chaos-short.json $(CHAOS_FLAGS)
+
+# Outages at the worker's default settings, one scenario after another (bench/README.md);
+# long, so CI does not run it. OUTAGE_FLAGS="--quick" for a smoke run, "--scenarios sns".
+OUTAGE_FLAGS ?=
+outage: venv localstack
+	$(BIN)/python bench/outage.py --json-out bench/results/outage.json $(OUTAGE_FLAGS)
 
 # Side by side on host LocalStack and the emulator; figures are ratios from one run.
 BENCH_FLAGS ?=

@@ -42,7 +42,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -64,6 +64,7 @@ from worker.settings import Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.literals import MessageSystemAttributeNameType
     from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
 
 REGION: Final = "us-east-1"
@@ -195,13 +196,22 @@ class PoolRecord:
 
 
 class WorkerPool:
-    """K `regworker run` processes; kills one now and then, and replaces it."""
+    """K `regworker run` processes; kills one now and then, and replaces it. A SIGTERMed
+    worker must exit 0 within ``sigterm_exit_limit`` seconds."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, size: int, rng: random.Random) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        size: int,
+        rng: random.Random,
+        sigterm_exit_limit: float = SIGTERM_EXIT_LIMIT,
+    ) -> None:
         self._env = env
         self._log_dir = log_dir
         self._size = size
         self._rng = rng
+        self._sigterm_exit_limit = sigterm_exit_limit
         self._started = 0
         self.running: list[WorkerProcess] = []
         self.stopping: list[WorkerProcess] = []
@@ -258,14 +268,15 @@ class WorkerPool:
     def _check_stopping(self, worker: WorkerProcess) -> None:
         elapsed = time.monotonic() - worker.terminated_at
         code = worker.process.poll()
-        if code is None and elapsed <= SIGTERM_EXIT_LIMIT:
+        if code is None and elapsed <= self._sigterm_exit_limit:
             return
         self.stopping.remove(worker)
         if code is None:
             worker.process.kill()
             worker.process.wait()
             self.record.failures.append(
-                f"worker {worker.number}: still running {SIGTERM_EXIT_LIMIT:.0f}s after SIGTERM"
+                f"worker {worker.number}: still running"
+                f" {self._sigterm_exit_limit:.0f}s after SIGTERM"
             )
             return
         self.record.sigterm_exit_seconds.append(round(elapsed, 2))
@@ -309,9 +320,15 @@ def queue_depth(sqs: SQSClient, queue_url: str) -> tuple[int, int, int]:
     )
 
 
-def read_all(sqs: SQSClient, queue_url: str, empty_polls: int = 3) -> list[MessageTypeDef]:
+def read_all(
+    sqs: SQSClient,
+    queue_url: str,
+    empty_polls: int = 3,
+    system_attributes: Sequence[MessageSystemAttributeNameType] = (),
+) -> list[MessageTypeDef]:
     """Every message of a queue, deleted as read; ends after a few empty long polls
-    (SNS delivers to the tap queue asynchronously)."""
+    (SNS delivers to the tap queue asynchronously). ``system_attributes`` (e.g.
+    SentTimestamp) come back in each message's ``Attributes``."""
     messages: list[MessageTypeDef] = []
     empty = 0
     while empty < empty_polls:
@@ -320,6 +337,7 @@ def read_all(sqs: SQSClient, queue_url: str, empty_polls: int = 3) -> list[Messa
             MaxNumberOfMessages=10,
             WaitTimeSeconds=1,
             MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=list(system_attributes),
         ).get("Messages", [])
         empty = 0 if batch else empty + 1
         if batch:
@@ -425,15 +443,20 @@ class Endpoints:
     dynamodb: LocalService | None
 
 
+def emulator_faults(fault_rate: float, seed: int) -> list[str]:
+    """The emulator's options: ``fault_rate`` of the calls fail with a 5xx, 20 ms added
+    to each, 200 calls/s at most."""
+    return [
+        *("--fault-rate", str(fault_rate), "--latency-ms", "20", "--tps", "200"),
+        *("--seed", str(seed)),
+    ]
+
+
 @contextlib.contextmanager
 def local_services(args: argparse.Namespace) -> Iterator[Endpoints]:
-    faults = [
-        *("--fault-rate", str(args.fault_rate), "--latency-ms", "20", "--tps", "200"),
-        *("--seed", str(args.seed)),
-    ]
     with contextlib.ExitStack() as stack:
         localstack = stack.enter_context(localstack_server())
-        emulator = stack.enter_context(emulator_server(faults))
+        emulator = stack.enter_context(emulator_server(emulator_faults(args.fault_rate, args.seed)))
         dynamodb = stack.enter_context(moto_server()) if args.idempotency else None
         yield Endpoints(localstack, emulator, dynamodb)
 
@@ -455,9 +478,16 @@ def create_table(session: boto3.Session, name: str) -> None:
 
 
 def worker_env(
-    aws: dict[str, str], resources: Resources, table: str, log_level: str
+    aws: dict[str, str],
+    resources: Resources,
+    table: str,
+    log_level: str,
+    timings: Mapping[str, str] = WORKER_TIMINGS,
 ) -> dict[str, str]:
-    env = {**clean_environ(), **aws, **resources.settings_env(), **WORKER_TIMINGS}
+    """The environment of a worker process: no AWS_* or REGWORKER_* variable of this
+    process, the local endpoints, the resources and ``timings`` (chaos's short ones by
+    default; the outage run passes none, so the worker's defaults hold)."""
+    env = {**clean_environ(), **aws, **resources.settings_env(), **timings}
     env["REGWORKER_LOG_LEVEL"] = log_level
     if table:
         env["REGWORKER_IDEMPOTENCY_TABLE"] = table

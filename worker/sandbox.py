@@ -1,8 +1,11 @@
 """Local stand-ins for AWS, run as child processes: moto server, LocalStack and the
-ResolveCustomer emulator. The demo, the tests and the benchmarks use them."""
+ResolveCustomer emulator; and a TCP proxy that cuts an endpoint on demand. The demo, the
+tests and the benchmarks use them."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -12,10 +15,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -316,3 +320,142 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# --- a TCP proxy that can cut an endpoint ---------------------------------------------
+
+
+class FlakyProxy:
+    """A TCP proxy on loopback that can be cut and restored, to make an endpoint
+    unreachable for a while over real sockets. While cut it accepts each connection and
+    closes it at once (as a load balancer with no healthy target does); ``cut`` also
+    drops the connections already open. Runs on the event loop that started it."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.up = True
+        self.refused = 0
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("proxy not started")
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        self.up = False
+        for writer in list(self._writers):
+            writer.close()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            self.refused += 1
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+        self._writers.difference_update({writer, up_writer})
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def _upstream_of(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+@contextlib.asynccontextmanager
+async def flaky_proxy(url: str) -> AsyncIterator[FlakyProxy]:
+    """A FlakyProxy in front of ``url`` (http://host:port) on the running event loop."""
+    proxy = FlakyProxy(*_upstream_of(url))
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+class ThreadedProxy:
+    """A FlakyProxy driven from synchronous code: it runs on an event loop of its own in
+    a background thread, and ``cut``/``restore`` run on that loop."""
+
+    def __init__(self, proxy: FlakyProxy, loop: asyncio.AbstractEventLoop) -> None:
+        self._proxy = proxy
+        self._loop = loop
+
+    @property
+    def url(self) -> str:
+        return self._proxy.url
+
+    @property
+    def refused(self) -> int:
+        return self._proxy.refused
+
+    def cut(self) -> None:
+        self._call(self._proxy.cut)
+
+    def restore(self) -> None:
+        self._call(self._proxy.restore)
+
+    def _call(self, action: Callable[[], None]) -> None:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                action()
+            except BaseException as error:  # handed to the caller's thread
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        self._loop.call_soon_threadsafe(run)
+        done.result(timeout=10)
+
+
+@contextlib.contextmanager
+def threaded_proxy(url: str) -> Iterator[ThreadedProxy]:
+    """A FlakyProxy in front of ``url`` for synchronous callers (the benchmarks): one
+    event loop in a daemon thread serves every connection; stopped at exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="flaky-proxy", daemon=True)
+    thread.start()
+    proxy = FlakyProxy(*_upstream_of(url))
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(timeout=10)
+        yield ThreadedProxy(proxy, loop)
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
