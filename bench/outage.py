@@ -541,8 +541,9 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, shared: Shared) -
     with contextlib.ExitStack() as stack:
         emulator = stack.enter_context(emulator_server(emulator_faults(args.fault_rate, args.seed)))
         aws = aws_env(Endpoints(shared.localstack, emulator, shared.dynamodb))
+        base = clean_environ()  # before clear(): PATH, HOME, PYTHONPATH stay for the workers
         os.environ.clear()
-        os.environ.update({**clean_environ(), **aws})  # the run's own clients: never cut
+        os.environ.update({**base, **aws})  # the run's own clients: never cut
         session = boto3.Session(region_name=REGION)
         name = f"outage-{scenario.name}-{args.seed}-{os.getpid()}"
         resources = provision(session, name, Sink.SNS, tap=True, idempotency_table=idempotency)
