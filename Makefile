@@ -91,7 +91,7 @@ chaos: venv localstack
 		--duration-limit 900 --json-out bench/results/chaos.json $(CHAOS_FLAGS)
 
 chaos-short: venv localstack
-	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 100 --kill-every 4 \
+	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 150 --kill-every 4 \
 		--json-out bench/results/chaos-short.json $(CHAOS_FLAGS)
 
 # Outages at the worker's default settings, one scenario after another (bench/README.md);

@@ -81,6 +81,7 @@ PUBLISHED: Final = "published"
 
 WORKER_TIMINGS: Final = {
     "REGWORKER_WAIT_TIME_SECONDS": "2",
+    # 20: the shortest lease the idempotency table allows (worker/settings.py).
     "REGWORKER_VISIBILITY_TIMEOUT_SECONDS": "20",
     "REGWORKER_REQUEUE_BASE_SECONDS": "1",
     "REGWORKER_REQUEUE_MAX_SECONDS": "5",

@@ -15,8 +15,9 @@ idempotency utility does):
 
 Leases are wall-clock times written by one host and read by another, so a lease counts
 as run out only ``CLOCK_SKEW_SECONDS`` after its end: hosts kept by NTP (the Amazon Time
-Sync Service) are within milliseconds of each other; the allowance covers a host far
-off.
+Sync Service) are within milliseconds of each other; the allowance covers a host drifting
+by seconds. It is also how long, beyond its lease, a dead worker's claim holds the token
+back from the others, so it is kept short: a host off by more is a host to fix.
 
 Records expire (DynamoDB TTL on ``expires_at``) after ``REGWORKER_IDEMPOTENCY_TTL_SECONDS``,
 longer than a token's life. The one gap: a worker that dies between publishing and
@@ -45,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 IN_PROGRESS: Final = "IN_PROGRESS"
 COMPLETE: Final = "COMPLETE"
-CLOCK_SKEW_SECONDS: Final = 30.0
+CLOCK_SKEW_SECONDS: Final = 5.0
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 

@@ -157,12 +157,14 @@ class Settings(BaseSettings):
             raise ValueError("REGWORKER_EVENT_BUS_NAME: required when sink=eventbridge")
         if self.queue_url == self.dlq_url:
             raise ValueError("REGWORKER_DLQ_URL: must differ from REGWORKER_QUEUE_URL")
-        lease_floor = 2 * (CALL_CONNECT_TIMEOUT_SECONDS + CALL_READ_TIMEOUT_SECONDS)
+        # The lease is renewed on every beat once half of it is left: that half must
+        # outlast one slow DynamoDB answer (the read timeout; connections are kept open).
+        lease_floor = 2 * CALL_READ_TIMEOUT_SECONDS
         if self.idempotency_table and self.visibility_timeout_seconds < lease_floor:
             raise ValueError(
                 f"REGWORKER_VISIBILITY_TIMEOUT_SECONDS: at least {lease_floor} with"
                 " REGWORKER_IDEMPOTENCY_TABLE (it is the claim's lease, renewed at half"
-                " time: one slow DynamoDB or publish call must not outlast it)"
+                " time: one slow DynamoDB call must not outlast that half)"
             )
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("REGWORKER_RETRY_BASE_SECONDS: must not exceed RETRY_MAX_SECONDS")
