@@ -113,7 +113,7 @@ async def test_completing_an_old_claim_keeps_renewing_the_new_one(
     old = await store.claim("e5", lease_seconds=2)
     # The lease is judged run out once past its end and the clock-skew allowance.
     await client_of(store).update_item(
-        TableName=store._table,  # noqa: SLF001
+        TableName=store._table,
         Key={"event_id": {"S": "e5"}},
         UpdateExpression="SET lease_until = :t",
         ExpressionAttributeValues={":t": {"N": f"{time.time() - CLOCK_SKEW_SECONDS - 1:.3f}"}},
