@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         900, ge=0, le=43_200, description="Longest requeue visibility."
     )
     fault_probe_max_seconds: float = Field(
-        60.0,
+        30.0,
         ge=1,
         le=3600,
         validation_alias=AliasChoices(
