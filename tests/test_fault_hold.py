@@ -127,3 +127,28 @@ async def test_probe_passes_runs_the_probe_once_without_holding() -> None:
     hold.report(Component.SINK, working.error)
     assert not await hold.probe_passes(Component.SINK)  # held: not working, no probe spent
     await hold.close()
+
+
+async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon() -> None:
+    """The credentials work again but the probe met a 5xx: the next probe comes within a
+    second, not after the backoff built up during the fault (the outage run saw a
+    repaired worker wait a minute for it)."""
+    answers: list[Exception | None] = [
+        ConfigurationFault("UnrecognizedClientException: expired"),
+        ConfigurationFault("UnrecognizedClientException: expired"),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        None,
+    ]
+
+    async def probe() -> None:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: probe}, max_wait=30.0)
+    hold.report(Component.RESOLVE_CUSTOMER, ConfigurationFault("UnrecognizedClientException"))
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(hold.wait_clear(), timeout=15)
+    # Waits 0, 1, 2 (backoff), then 1 after the passing error: 4 s, not 0 + 1 + 2 + 4.
+    assert asyncio.get_running_loop().time() - started < 5.5
+    await hold.close()

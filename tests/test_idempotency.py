@@ -124,3 +124,16 @@ async def test_completing_an_old_claim_keeps_renewing_the_new_one(
     await asyncio.sleep(1.1)
     await store.renew_due()
     assert store.renewals == 1  # the new claim's lease
+
+
+async def test_a_claim_whose_answer_was_lost_is_found_to_be_ones_own(
+    store: IdempotencyStore,
+) -> None:
+    """The claim was written but its reply was cut off (an outage): the message's next
+    try, with the same owner id, takes it; another message's try finds it busy."""
+    first = await store.claim("e6", lease_seconds=30, owner="message-1")
+    assert first.status is Claim.CLAIMED
+    again = await store.claim("e6", lease_seconds=30, owner="message-1")
+    assert again.status is Claim.CLAIMED
+    other = await store.claim("e6", lease_seconds=30, owner="message-2")
+    assert other.status is Claim.BUSY

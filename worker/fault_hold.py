@@ -165,10 +165,15 @@ class FaultHold:
             await asyncio.sleep(wait)
             try:
                 await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_SECONDS)
-            except Exception as error:  # still broken, whatever the error says
+            except Exception as error:  # not working yet, whatever the error says
                 fault.error = describe(error)
                 self._report_progress(fault)
-                wait = min(self._max_wait, max(FIRST_PROBE_WAIT, wait * 2))
+                if fault.kind == "configuration_fault" and fault_kind(error) == "outage":
+                    # The configuration answer is gone and a passing one (a 5xx, a
+                    # timeout) took its place: likely fixed, so look again soon.
+                    wait = FIRST_PROBE_WAIT
+                else:
+                    wait = min(self._max_wait, max(FIRST_PROBE_WAIT, wait * 2))
                 continue
             break
         self._cleared(fault)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ class Work:
     request: RegistrationRequest | None = None
     claim_owner: str = ""  # set while this worker holds the token's idempotency claim
     retries_in_hand: int = 0
+    # The owner id of every claim try for this message, so a try whose answer was lost
+    # (the claim written, the reply cut off) is found to be its own by the next try.
+    claim_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def deliveries(self) -> int:
@@ -192,7 +196,10 @@ class MessageHandler:
             return ClaimResult(Claim.CLAIMED)
         event_id = event_id_for(request.token)
         lease = self._settings.visibility_timeout_seconds
-        claim = await self._held(Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease))
+        owner = work.claim_id
+        claim = await self._held(
+            Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease, owner)
+        )
         work.claim_owner = claim.owner
         return claim
 
@@ -205,6 +212,7 @@ class MessageHandler:
         # Another worker holds a live claim on the same token: look again when it ends
         # (sooner would only spend receives and hurry the redrive policy).
         wait = min(MAX_VISIBILITY_SECONDS, math.ceil(claim.lease_left) + 1)
+        log.info("claim_busy", visible_again_in_seconds=wait)
         await self._set_visibility(work.message, wait)
         self.tally.count(Outcome.REQUEUED)
         return Outcome.REQUEUED
@@ -251,28 +259,29 @@ class MessageHandler:
         ``own_tries`` the message takes its own path. Raises ``Interrupted`` when the
         worker stops while the message waits."""
         hold = self._parts.hold
-        failures = 0
+        own = held = 0  # failures judged the message's own; failures held for
         while True:
             try:
                 result = await step()
             except on as error:
                 if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
                     raise
-                failures += 1
                 if may_be_its_own(error) and await hold.probe_passes(component):
-                    if failures >= own_tries(error):
+                    own += 1
+                    if own >= own_tries(error):
                         raise
-                    waited = await hold.sleep(self._backoff(failures))
+                    waited = await hold.sleep(self._backoff(own))
                 else:
+                    held += 1
                     hold.report(component, error)
                     # After the hold cleared, this call failing again: back off in hand.
                     waited = await (
-                        hold.wait_clear() if failures == 1 else hold.sleep(self._backoff(failures))
+                        hold.wait_clear() if held == 1 else hold.sleep(self._backoff(held))
                     )
                 if not waited:
                     raise Interrupted(component.value) from error
                 continue
-            if failures or hold.holds_for(component):
+            if own or held or hold.holds_for(component):
                 hold.succeeded(component)
             return result
 

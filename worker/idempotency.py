@@ -78,9 +78,13 @@ class IdempotencyStore:
         self._leases: dict[str, Lease] = {}
         self.renewals = 0
 
-    async def claim(self, event_id: str, lease_seconds: float) -> ClaimResult:
+    async def claim(
+        self, event_id: str, lease_seconds: float, owner: str | None = None
+    ) -> ClaimResult:
+        """Claim ``event_id`` for ``owner`` (one id for every try of one message: a try
+        whose answer was lost left the claim written, and the next try finds it its own)."""
         now = time.time()
-        owner = uuid.uuid4().hex
+        owner = owner or uuid.uuid4().hex
         try:
             await self._client.put_item(
                 TableName=self._table,
@@ -92,11 +96,12 @@ class IdempotencyStore:
                     "expires_at": {"N": str(int(now + self._ttl))},
                 },
                 ConditionExpression="attribute_not_exists(event_id)"
-                " OR (#status = :in_progress AND lease_until < :expired)",
-                ExpressionAttributeNames={"#status": "status"},
+                " OR (#status = :in_progress AND (lease_until < :expired OR #owner = :owner))",
+                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
                 ExpressionAttributeValues={
                     ":in_progress": {"S": IN_PROGRESS},
                     ":expired": {"N": f"{now - CLOCK_SKEW_SECONDS:.3f}"},
+                    ":owner": {"S": owner},
                 },
             )
         except ClientError as error:
