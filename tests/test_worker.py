@@ -169,7 +169,7 @@ async def test_rejected_credentials_never_blame_the_token(
         settings = make_settings(resources, max_receives=1)
 
         def expire_the_credentials(_consumer: object) -> None:
-            set_emulator_fault(emulator.url, "UnrecognizedClientException", 4.0)
+            set_emulator_fault(emulator.url, "UnrecognizedClientException", 2.0)
 
         with capture_logs() as logs:
             report = await run_worker(
