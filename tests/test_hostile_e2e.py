@@ -56,8 +56,11 @@ async def test_hostile_bodies_land_in_the_dlq_with_reasons(
 
     report = await run_worker(make_settings(resources), until_empty=True)
 
-    assert report.tally.outcomes["published"] == len(good)
-    assert report.tally.outcomes["dead_lettered"] == len(HOSTILE)
+    # SQS delivers at least once: moto server has been seen to hand one message to two
+    # concurrent receives, and each delivery is settled. The checks below are exact
+    # per body; the counts only say nothing was skipped.
+    assert report.tally.outcomes["published"] >= len(good)
+    assert report.tally.outcomes["dead_lettered"] >= len(HOSTILE)
     published = {
         event_of(m, resources.sink)["token_sha256"] for m in drain(sqs, resources.tap_queue_url)
     }

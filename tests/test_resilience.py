@@ -278,7 +278,7 @@ async def test_idempotency_table_gives_one_event_per_token(
         [event_id_for(token), event_id_for(other)]
     )
     duplicates = sum(r.tally.outcomes["duplicate"] for r in reports)
-    assert duplicates == 3
+    assert duplicates >= 3  # 3, or more when SQS delivers a message twice
     item = dynamodb.get_item(TableName=table, Key={"event_id": {"S": event_id_for(token)}})
     assert item["Item"]["status"]["S"] == "COMPLETE"
     assert int(item["Item"]["expires_at"]["N"]) > time.time() + 24 * 3600

@@ -78,8 +78,10 @@ async def test_every_outcome(sqs: SQSClient, resources: Resources) -> None:
 
     report = await run_worker(settings, until_empty=True)
 
-    assert report.tally.outcomes["published"] == len(good)
-    assert report.tally.outcomes["dead_lettered"] == len(bad)
+    # At least once: a message delivered twice (moto has been seen to hand one message
+    # to two concurrent receives) is settled twice; the checks by token below are exact.
+    assert report.tally.outcomes["published"] >= len(good)
+    assert report.tally.outcomes["dead_lettered"] >= len(bad)
     assert report.tally.outcomes["requeued"] == resources.max_receives - 1
     assert report.retries >= 4
 
