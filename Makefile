@@ -84,7 +84,7 @@ $(LOCALSTACK_STAMP): | $(UV)
 localstack: $(LOCALSTACK_STAMP)
 
 test-localstack: venv localstack
-	$(BIN)/pytest tests/test_localstack.py
+	$(BIN)/pytest tests/e2e/test_localstack.py
 
 chaos: venv localstack
 	$(BIN)/python bench/chaos.py --tokens $(CHAOS_TOKENS) --workers $(CHAOS_WORKERS) \

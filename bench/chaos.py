@@ -17,7 +17,7 @@ the SNS topic) and the DLQ are read and every token is checked:
 - duplicates: events beyond the first per event_id. Allowed without the idempotency
   table (subscribers deduplicate on event_id). With it, a duplicate can only come from
   a worker killed with SIGKILL between its publish and its COMPLETE write (the gap
-  worker/idempotency.py documents): they are reported, and a run without SIGKILLs must
+  worker/core/idempotency.py documents): they are reported, and a run without SIGKILLs must
   show none.
 
 It exits 1 if anything is lost or wrong, a SIGTERMed worker failed, or (with
@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
-from worker.errors import DeadLetterReason
-from worker.events import token_ref, token_sha256
-from worker.provision import Resources, provision
-from worker.sandbox import (
+from worker.core.errors import DeadLetterReason
+from worker.core.events import token_ref, token_sha256
+from worker.core.settings import Sink
+from worker.local.sandbox import (
     LocalService,
     clean_environ,
     emulator_server,
@@ -60,7 +60,7 @@ from worker.sandbox import (
     localstack_server,
     moto_server,
 )
-from worker.settings import Sink
+from worker.ops.provision import Resources, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -81,7 +81,7 @@ PUBLISHED: Final = "published"
 
 WORKER_TIMINGS: Final = {
     "REGWORKER_WAIT_TIME_SECONDS": "2",
-    # 20: the shortest lease the idempotency table allows (worker/settings.py).
+    # 20: the shortest lease the idempotency table allows (worker/core/settings.py).
     "REGWORKER_VISIBILITY_TIMEOUT_SECONDS": "20",
     "REGWORKER_REQUEUE_BASE_SECONDS": "1",
     "REGWORKER_REQUEUE_MAX_SECONDS": "5",

@@ -2,7 +2,7 @@
 
 Everything runs on this machine: LocalStack (SQS + SNS) on the host for the whole
 session, and a fresh ResolveCustomer emulator plus a fresh, uniquely named set of
-queues and topic (worker.provision, SNS sink) for every measured run, so runs never
+queues and topic (worker.ops.provision, SNS sink) for every measured run, so runs never
 see each other's messages or emulator counts. Three contenders, each a subprocess:
 
 - worker: ``regworker run --until-empty`` at the worker's default settings unless a
@@ -68,8 +68,8 @@ from chaos import (
     read_all,
 )
 
-from worker.provision import Resources, provision
-from worker.sandbox import (
+from worker.core.settings import Settings, Sink
+from worker.local.sandbox import (
     LocalService,
     clean_environ,
     emulator_server,
@@ -77,7 +77,7 @@ from worker.sandbox import (
     localstack_server,
     moto_server,
 )
-from worker.settings import Settings, Sink
+from worker.ops.provision import Resources, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -934,7 +934,7 @@ def quota_row(
 
 # --- mixed --------------------------------------------------------------------------
 
-# Bodies worker/request.py refuses ("<n>" makes each one distinct).
+# Bodies worker/core/request.py refuses ("<n>" makes each one distinct).
 MALFORMED: Final = (
     "   ",
     '{"registration_token": 5}',

@@ -15,7 +15,7 @@ waves:
    - credentials: ResolveCustomer answers ``UnrecognizedClientException`` to every call
      (the emulator's fault switch) for ``--credentials-fault-seconds`` (600);
    - sqs / sns / dynamodb: the workers reach that service through a TCP proxy
-     (``worker.sandbox.threaded_proxy``), which is cut for ``--cut-seconds`` (60): open
+     (``worker.local.sandbox.threaded_proxy``), which is cut for ``--cut-seconds`` (60): open
      connections dropped, new ones closed at once. The sqs cut takes the source queue
      and the DLQ; dynamodb runs with the idempotency table (``REGWORKER_IDEMPOTENCY_TABLE``);
    - baseline (not in the default set): nothing breaks, as a reference;
@@ -86,9 +86,9 @@ from chaos import (
     worker_env,
 )
 
-from worker.events import token_ref
-from worker.provision import Resources, provision
-from worker.sandbox import (
+from worker.core.events import token_ref
+from worker.core.settings import Settings, Sink
+from worker.local.sandbox import (
     LocalService,
     clean_environ,
     clear_emulator_fault,
@@ -98,7 +98,7 @@ from worker.sandbox import (
     set_emulator_fault,
     threaded_proxy,
 )
-from worker.settings import Settings, Sink
+from worker.ops.provision import Resources, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -142,7 +142,7 @@ class Scenario:
     service: str = ""  # the endpoint cut ("sqs", "sns", "dynamodb"); "" for none
     fault: str = ""  # the emulator's fault code, if any
     idempotency: bool = False
-    # The worker's components (worker.probes.Component) the outage breaks: their holds
+    # The worker's components (worker.core.probes.Component) the outage breaks: their holds
     # are the outage's; a hold of any of them, or one of ``evidence`` in the logs, shows
     # that the outage reached the workers.
     components: tuple[str, ...] = ()

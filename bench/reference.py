@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Final
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from worker.events import ResolvedCustomer, customer_registered, encode
-from worker.request import RegistrationRequest
+from worker.core.events import ResolvedCustomer, customer_registered, encode
+from worker.core.request import RegistrationRequest
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient

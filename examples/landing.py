@@ -41,9 +41,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from worker.enqueue import AsyncEnqueuer, EnqueueFailed, InvalidRequest, MissingToken, form_fields
-from worker.events import token_ref
-from worker.request import MAX_BODY_LENGTH, OFFER_TYPE_FIELD, TOKEN_FIELD
+from worker.core.events import token_ref
+from worker.core.request import MAX_BODY_LENGTH, OFFER_TYPE_FIELD, TOKEN_FIELD
+from worker.ops.enqueue import (
+    AsyncEnqueuer,
+    EnqueueFailed,
+    InvalidRequest,
+    MissingToken,
+    form_fields,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient

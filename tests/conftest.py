@@ -18,9 +18,9 @@ import jsonschema
 import pytest
 from mypy_boto3_sqs.client import SQSClient
 
-from worker.provision import Resources, provision
-from worker.sandbox import LocalService, emulator_server, local_env, moto_server
-from worker.settings import Settings, Sink
+from worker.core.settings import Settings, Sink
+from worker.local.sandbox import LocalService, emulator_server, local_env, moto_server
+from worker.ops.provision import Resources, provision
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 REGION = "us-east-1"

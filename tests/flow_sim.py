@@ -19,8 +19,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from worker.emulator import TokenBucket
-from worker.flow_control import FlowController
+from worker.core.flow_control import FlowController
+from worker.local.emulator import TokenBucket
 
 SEND, ANSWER, RETRY = 0, 1, 2
 

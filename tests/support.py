@@ -12,8 +12,8 @@ from typing import Any
 
 from mypy_boto3_sqs.client import SQSClient
 
-from worker.provision import Resources
-from worker.sandbox import clean_environ
+from worker.local.sandbox import clean_environ
+from worker.ops.provision import Resources
 
 
 def tag() -> str:

@@ -1,0 +1,154 @@
+"""The fault hold on its own, with probes that are plain coroutines: it logs once, probes
+with backoff until the dependency answers, clears by itself, and lets go at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from structlog.testing import capture_logs
+
+from worker.core.errors import ConfigurationFault
+from worker.core.fault_hold import FaultHold
+from worker.core.probes import Component
+
+
+class Dependency:
+    """A probe target that fails ``failures`` times, then answers."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    async def probe(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+
+
+async def test_a_fault_holds_until_the_probe_answers_then_clears_by_itself() -> None:
+    credentials = Dependency(2, ConfigurationFault("UnrecognizedClientException: expired"))
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: credentials.probe}, max_wait=1.0)
+    with capture_logs() as logs:
+        hold.report(Component.RESOLVE_CUSTOMER, credentials.error)
+        hold.report(Component.RESOLVE_CUSTOMER, credentials.error)  # many messages, one fault
+        assert hold.active
+        assert hold.describe() == {"resolve_customer": "UnrecognizedClientException: expired"}
+        assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
+    assert not hold.active
+    assert credentials.calls == 3  # at once, after 1 s, after 1 s more (capped)
+    events = [(entry["event"], entry["log_level"]) for entry in logs]
+    assert events == [("configuration_fault", "error"), ("fault_cleared", "info")]
+    await hold.close()
+
+
+async def test_an_outage_is_told_apart_from_a_configuration_fault() -> None:
+    sink = Dependency(0, EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    hold = FaultHold({Component.SINK: sink.probe}, max_wait=1.0)
+    with capture_logs() as logs:
+        hold.report(Component.SINK, sink.error)
+        assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
+    assert logs[0]["event"] == "outage"
+    assert logs[0]["component"] == "sink"
+    await hold.close()
+
+
+async def test_a_long_fault_is_reported_again_with_the_time_elapsed() -> None:
+    table = Dependency(1000, ConfigurationFault("AccessDeniedException: no"))
+    hold = FaultHold({Component.IDEMPOTENCY_TABLE: table.probe}, max_wait=0.05, report_every=0.2)
+    with capture_logs() as logs:
+        hold.report(Component.IDEMPOTENCY_TABLE, table.error)
+        await asyncio.sleep(0.7)
+    reports = [entry for entry in logs if entry["event"] == "configuration_fault"]
+    assert 3 <= len(reports) <= 5
+    assert "elapsed_seconds" not in reports[0]
+    assert all("elapsed_seconds" in entry for entry in reports[1:])
+    assert hold.active
+    await hold.close()
+
+
+async def test_a_real_call_that_gets_through_clears_the_fault() -> None:
+    sink = Dependency(1000, ConfigurationFault("AuthorizationError: probe denied"))
+    hold = FaultHold({Component.SINK: sink.probe}, max_wait=10.0)
+    hold.report(Component.SINK, sink.error)
+    await asyncio.sleep(0.05)
+    hold.succeeded(Component.SINK)
+    assert not hold.active
+    assert await asyncio.wait_for(hold.wait_clear(), timeout=1)
+    await hold.close()
+
+
+async def test_shutdown_lets_every_waiter_go() -> None:
+    queue = Dependency(1000, ConfigurationFault("AccessDenied: no"))
+    hold = FaultHold({Component.SOURCE_QUEUE: queue.probe}, max_wait=10.0)
+    hold.report(Component.SOURCE_QUEUE, queue.error)
+    waiter = asyncio.create_task(hold.wait_clear())
+    sleeper = asyncio.create_task(hold.sleep(60))
+    await asyncio.sleep(0.05)
+    hold.stop()
+    assert await asyncio.wait_for(waiter, timeout=1) is False
+    assert await asyncio.wait_for(sleeper, timeout=1) is False
+    await hold.close()
+    hold.report(Component.SINK, queue.error)  # after stop: ignored, nothing to probe
+    assert not hold.holds_for(Component.SINK)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.05])
+async def test_sleep_in_hand_returns_true_when_not_stopping(seconds: float) -> None:
+    hold = FaultHold({}, max_wait=1.0)
+    assert await hold.sleep(seconds) is True
+
+
+async def test_a_fault_back_within_a_minute_is_logged_at_warning_not_error() -> None:
+    sink = Dependency(0, EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    hold = FaultHold({Component.SINK: sink.probe}, max_wait=1.0)
+    with capture_logs() as logs:
+        for _ in range(3):  # a flapping sink: fault, cleared, fault again
+            hold.report(Component.SINK, sink.error)
+            assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
+    levels = [entry["log_level"] for entry in logs if entry["event"] == "outage"]
+    assert levels == ["error", "warning", "warning"]
+    await hold.close()
+
+
+async def test_probe_passes_runs_the_probe_once_without_holding() -> None:
+    working = Dependency(0, ConfigurationFault("unused"))
+    broken = Dependency(1000, ConfigurationFault("AccessDenied: no"))
+    hold = FaultHold(
+        {Component.SINK: working.probe, Component.DEAD_LETTER_QUEUE: broken.probe},
+        max_wait=1.0,
+    )
+    assert await hold.probe_passes(Component.SINK)
+    assert not await hold.probe_passes(Component.DEAD_LETTER_QUEUE)
+    assert not hold.active
+    assert (working.calls, broken.calls) == (1, 1)
+    hold.report(Component.SINK, working.error)
+    assert not await hold.probe_passes(Component.SINK)  # held: not working, no probe spent
+    await hold.close()
+
+
+async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon() -> None:
+    """The credentials work again but the probe met a 5xx: the next probe comes within a
+    second, not after the backoff built up during the fault (the outage run saw a
+    repaired worker wait a minute for it)."""
+    answers: list[Exception | None] = [
+        ConfigurationFault("UnrecognizedClientException: expired"),
+        ConfigurationFault("UnrecognizedClientException: expired"),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        None,
+    ]
+
+    async def probe() -> None:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: probe}, max_wait=30.0)
+    hold.report(Component.RESOLVE_CUSTOMER, ConfigurationFault("UnrecognizedClientException"))
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(hold.wait_clear(), timeout=15)
+    # Waits 0, 1, 2 (backoff), then 1 after the passing error: 4 s, not 0 + 1 + 2 + 4.
+    assert asyncio.get_running_loop().time() - started < 5.5
+    await hold.close()

@@ -1,0 +1,326 @@
+"""The ResolveCustomer flow controller, on a fake clock: one decrease per window, scaled
+by the throttled share; recovery with time up to the ceiling; a floor; fairness and
+goodput on a simulated account quota (``tests/flow_sim.py``). The pacer's spacing is
+checked in real time, with loose bounds: lower bounds are what it promises, upper
+bounds only catch a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.flow_sim import FakeClock, Simulation
+from worker.core.flow_control import FLOOR, WINDOW_CALLS, FlowController, Pacer
+
+
+def controller_at(rate: float, clock: FakeClock, ceiling: float = 100.0) -> FlowController:
+    """A controller whose slow start is over at ``rate`` (one clean window at the ceiling
+    would keep growing: start where the test wants to be)."""
+    return FlowController(ceiling, start_rate=rate, clock=clock)
+
+
+def answer(
+    controller: FlowController,
+    clock: FakeClock,
+    calls: int,
+    throttled: int,
+    *,
+    retry: bool = False,
+) -> None:
+    """``calls`` calls sent 10 ms apart, answered 20 ms later, the first ``throttled`` of
+    them with a throttle."""
+    for n in range(calls):
+        sent_at = controller.on_send()
+        clock.now += 0.02
+        controller.on_answer(sent_at, throttled=n < throttled, retry=retry)
+        clock.now -= 0.01
+
+
+def test_slow_start_doubles_every_second_up_to_the_ceiling() -> None:
+    clock = FakeClock()
+    controller = FlowController(20, start_rate=5, clock=clock)
+    rates = []
+    for _ in range(4):
+        answer(controller, clock, WINDOW_CALLS, throttled=0)  # clean windows roll over
+        clock.now += 1.0
+        rates.append(controller.rate)
+    assert rates[0] > 5
+    assert rates == sorted(rates)
+    assert rates[-1] == 20  # the ceiling, never above
+
+
+def test_a_throttled_window_decreases_once_whatever_the_number_of_throttles() -> None:
+    clock = FakeClock()
+    controller = controller_at(50, clock)
+    sent = [controller.on_send() for _ in range(40)]  # a burst in one window
+    clock.now += 0.05
+    for n, sent_at in enumerate(sent):
+        clock.now += 0.05  # answers trickle in over two seconds
+        controller.on_answer(sent_at, throttled=n % 2 == 0)
+    assert controller.decreases == 1
+    assert controller.throttled == 20
+
+
+def test_answers_to_calls_sent_before_a_decrease_are_no_new_signal() -> None:
+    clock = FakeClock()
+    controller = controller_at(50, clock)
+    early = [controller.on_send() for _ in range(30)]
+    clock.now += 1.0
+    for sent_at in early[:WINDOW_CALLS]:
+        controller.on_answer(sent_at, throttled=True)
+    assert controller.decreases == 1
+    after_first_cut = controller.rate
+    for sent_at in early[WINDOW_CALLS:]:  # all sent before that cut
+        controller.on_answer(sent_at, throttled=True)
+    assert controller.decreases == 1
+    assert controller.rate == after_first_cut
+
+
+def first_cut(throttled_in_100: int) -> MutableMapping[str, Any]:
+    clock = FakeClock()
+    controller = controller_at(50, clock)
+    with capture_logs() as logs:
+        answer(controller, clock, 150, throttled=throttled_in_100)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert cuts, "no decrease"
+    return cuts[0]
+
+
+def test_an_isolated_throttle_costs_little_and_a_flood_costs_a_lot() -> None:
+    isolated = first_cut(1)  # one throttle in a window of 100 calls
+    assert isolated["new"] >= 0.9 * isolated["old"]
+    flood = first_cut(100)
+    assert flood["new"] <= 0.7 * flood["old"] + 0.01
+
+
+def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
+    """While doubling, the rate can be twice what gets through: the window that ends slow
+    start may cut to half (TCP halves there); after it, a flood costs 30% a window."""
+    clock = FakeClock()
+    controller = FlowController(100, start_rate=10, clock=clock)
+    clock.now += 1.0  # slow start: 20/s now
+    with capture_logs() as logs:
+        answer(controller, clock, 30, throttled=30)
+        clock.now += 1.0
+        answer(controller, clock, 30, throttled=30)
+        clock.now += 0.6
+        answer(controller, clock, 1, throttled=1)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 2
+    assert cuts[0]["new"] == pytest.approx(0.5 * cuts[0]["old"], abs=0.02)
+    assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
+
+
+def test_each_decrease_is_logged_with_old_new_and_why() -> None:
+    cut = first_cut(20)
+    assert cut["event"] == "flow_rate"
+    assert cut["old"] > cut["new"]
+    assert re.fullmatch(
+        r"throttled 20 of (\d\d) calls \(20 of \1 first attempts\) in the last window",
+        str(cut["why"]),
+    )
+
+
+def test_the_rate_recovers_with_time_not_with_successes_up_to_the_ceiling() -> None:
+    """Two controllers cut alike; one then gets ten times the answers of the other over
+    the same minute. Both climb back alike, to the ceiling."""
+    clocks = [FakeClock(), FakeClock()]
+    busy, quiet = (controller_at(40, clock, ceiling=40) for clock in clocks)
+    for controller, clock in zip((busy, quiet), clocks, strict=True):
+        answer(controller, clock, 150, throttled=75)
+    assert busy.rate == pytest.approx(quiet.rate)
+    cut = busy.rate
+    assert cut < 40
+    readings = []
+    for _ in range(60):
+        answer(busy, clocks[0], 50, throttled=0)  # 0.5 s of calls
+        answer(quiet, clocks[1], 5, throttled=0)
+        clocks[0].now += 0.5
+        clocks[1].now += 0.95
+        readings.append((busy.rate, quiet.rate))
+    assert readings[0][0] > cut
+    assert readings[-1] == (40, 40)
+    halfway = readings[10]
+    assert halfway[0] == pytest.approx(halfway[1], rel=0.25)
+
+
+def test_a_long_flood_drives_the_rate_down_but_never_below_the_floor() -> None:
+    clock = FakeClock()
+    controller = controller_at(50, clock)
+    for _ in range(200):
+        answer(controller, clock, WINDOW_CALLS, throttled=WINDOW_CALLS)
+        clock.now += 0.1
+        assert controller.rate >= FLOOR
+    assert controller.decreases >= 30
+    assert controller.rate < 0.2 * 50
+
+
+def test_one_throttle_after_idle_time_costs_one_window_not_the_rate() -> None:
+    clock = FakeClock()
+    controller = FlowController(20, start_rate=20, clock=clock)
+    answer(controller, clock, 100, throttled=0)
+    clock.now += 60.0  # a quiet minute
+    with capture_logs() as logs:
+        answer(controller, clock, 60, throttled=1)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 1
+    assert cuts[0]["new"] >= 0.7 * cuts[0]["old"] - 0.01
+
+
+def test_a_late_throttle_still_counts_after_a_clean_window_rolls_over() -> None:
+    clock = FakeClock()
+    controller = FlowController(50, start_rate=50, clock=clock)
+    slow = controller.on_send()  # answered only after its window has rolled over
+    answer(controller, clock, 60, throttled=0)
+    assert controller.decreases == 0
+    controller.on_answer(slow, throttled=True)
+    answer(controller, clock, 60, throttled=0)
+    assert controller.throttled == 1
+    assert controller.decreases == 1
+
+
+def test_a_ceiling_under_one_call_per_horizon_still_lets_a_message_in() -> None:
+    pacer = Pacer(FlowController(0.2, start_rate=0.2))
+    assert pacer.starts_within(2.0) == 1
+
+
+def test_throttled_retries_are_no_signal_while_first_attempts_get_through() -> None:
+    """A token refused for itself is retried again and again: while first attempts get
+    through, its throttled retries must not drag the rate down."""
+    clock = FakeClock()
+    controller = controller_at(20, clock)
+    for _ in range(10):  # 5 s of windows: clean first attempts, throttled retries
+        answer(controller, clock, 10, throttled=0)
+        answer(controller, clock, 10, throttled=10, retry=True)
+        clock.now += 0.5
+    assert controller.decreases == 0
+    assert controller.throttled == 100  # still counted, for the metrics
+
+
+def test_when_only_retries_are_answered_their_throttles_count() -> None:
+    """Every message in hand is retrying (a quota far below the rate): with no first
+    attempts to judge by, the retries' throttles are the signal."""
+    clock = FakeClock()
+    controller = controller_at(20, clock)
+    answer(controller, clock, 40, throttled=40, retry=True)
+    clock.now += 1.0
+    answer(controller, clock, 1, throttled=1, retry=True)
+    assert controller.decreases == 1
+
+
+def test_near_the_last_plateau_the_rate_probes_upwards_slowly() -> None:
+    """After a decrease, the climb back to what got through is quick; above it the rate
+    grows by at most 10% a second, so a slow window cannot overshoot far."""
+    clock = FakeClock()
+    controller = controller_at(5, clock, ceiling=50)
+    answer(controller, clock, 20, throttled=0)
+    clock.now += 0.5
+    answer(controller, clock, 1, throttled=1)  # the window is judged: one decrease
+    assert controller.decreases == 1
+    readings = [controller.rate]
+    for _ in range(40):  # 20 s of clean, slow windows
+        answer(controller, clock, 2, throttled=0)
+        clock.now += 0.5
+        readings.append(controller.rate)
+    for before, after in zip(readings, readings[3:], strict=False):  # 1.56 s apart
+        assert after <= before * 1.2
+    assert readings[-1] > 2 * readings[0]  # but it does probe, with time
+
+
+@pytest.mark.parametrize(("quota", "throttles_per_success"), [(5.0, 0.1), (20.0, 0.1)])
+def test_one_controller_finds_an_unknown_quota(quota: float, throttles_per_success: float) -> None:
+    """Goodput within 10% of the quota with a ceiling ten times above it, and no more
+    than one throttled call per ten that got through."""
+    clock = FakeClock()
+    controller = FlowController(10 * quota, start_rate=5, clock=clock)
+    sim = Simulation([controller], clock, quota=quota)
+    sim.run(120)
+    steady = sim.tallies[0]
+    goodput = steady.successes_between(30, 120) / 90
+    throttled = steady.throttles_between(30, 120)
+    assert goodput >= 0.9 * quota
+    assert throttled / steady.successes_between(30, 120) <= throttles_per_success
+
+
+def test_two_controllers_converge_to_a_fair_share() -> None:
+    clock = FakeClock()
+    controllers = [FlowController(200, start_rate=5, clock=clock) for _ in range(2)]
+    sim = Simulation(controllers, clock, quota=20)
+    sim.run(150, starts=[0.0, 30.0])  # the first has the whole quota when the second comes
+    shares = [tally.successes_between(90, 150) / 60 for tally in sim.tallies]
+    assert sum(shares) >= 0.9 * 20
+    assert min(shares) / max(shares) >= 0.6
+
+
+def test_a_burst_of_throttled_tokens_does_not_collapse_a_batch() -> None:
+    """420 messages at a ceiling of 20/s, 20 of them throttled twice whatever the rate
+    (the emulator's throttle-2- tokens, AWS never does this): the batch still drains
+    within 1.5 x N / ceiling."""
+    clock = FakeClock()
+    controller = FlowController(20, start_rate=10, clock=clock)  # the defaults
+    backlog = [0] * 150 + [2] * 20 + [0] * 250
+    drained = Simulation([controller], clock).run(600, backlog=backlog)
+    assert drained <= 1.5 * len(backlog) / 20
+
+
+async def test_the_pacer_spaces_calls_at_the_rate() -> None:
+    pacer = Pacer(FlowController(50, start_rate=50))
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.acquire() for _ in range(11)))
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.19  # 10 gaps of 20 ms
+    assert elapsed < 2.0
+
+
+async def test_idle_time_does_not_bank_a_burst() -> None:
+    pacer = Pacer(FlowController(20, start_rate=20))
+    await pacer.acquire()
+    await asyncio.sleep(0.3)  # six slots' worth of idle time
+    started = time.monotonic()
+    for _ in range(4):
+        await pacer.acquire()
+    assert time.monotonic() - started >= 0.14  # 3 gaps of 50 ms after the first
+
+
+class SetRate(FlowController):
+    """A controller whose rate the test sets."""
+
+    set_to = 1.0
+
+    @property
+    def rate(self) -> float:
+        return self.set_to
+
+
+async def test_a_rate_change_applies_to_the_next_turn_not_after_the_queue() -> None:
+    """Twenty callers queue at 10/s; the rate then rises to 200/s: the queue drains at
+    the new rate (0.1 s), not at the rate it queued at (2 s)."""
+    controller = SetRate(200, start_rate=10)
+    controller.set_to = 10.0
+    pacer = Pacer(controller)
+    queued = [asyncio.create_task(pacer.acquire()) for _ in range(20)]
+    await asyncio.sleep(0.15)  # two turns at 10/s
+    assert pacer.waiting >= 17
+    controller.set_to = 200.0
+    started = time.monotonic()
+    await asyncio.gather(*queued)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_starts_within_counts_the_callers_already_waiting() -> None:
+    clock = FakeClock()
+    pacer = Pacer(FlowController(10, start_rate=10, clock=clock), clock=clock)
+    assert pacer.starts_within(2.0) == 20
+    waiting = [asyncio.create_task(pacer.acquire()) for _ in range(6)]
+    await asyncio.sleep(0)  # the first takes its turn at once, five wait
+    assert pacer.starts_within(2.0) == 15
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert pacer.waiting == 0

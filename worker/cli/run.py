@@ -1,0 +1,103 @@
+"""``regworker run``: the worker process, its exit codes and its signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import structlog
+
+from worker.core.consumer import Consumer, ReceiveLoopDied
+from worker.core.logs import configure_logging
+from worker.core.service import RunReport, run_worker
+from worker.core.settings import Settings, SettingsError, load_settings
+from worker.core.startup_check import StartupCheckFailed
+
+log = structlog.get_logger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        description="Consume tokens from REGWORKER_QUEUE_URL, resolve them with ResolveCustomer,"
+        " publish CustomerRegistered and dead-letter poison messages. Settings come from"
+        " REGWORKER_* variables (and .env); AWS endpoints and credentials from the standard"
+        " AWS variables.",
+        epilog="examples:\n"
+        "  regworker run\n"
+        "  regworker run --until-empty   # stop once the queue is drained (batch jobs, tests)\n"
+        "SIGTERM or SIGINT stops receiving and lets in-flight messages finish;"
+        " a second signal stops at once (exit 130 after Ctrl-C, 143 after SIGTERM).\n"
+        "exit status: 0 stopped or drained; 1 the receive loop failed; 2 a setting is"
+        " wrong (one line names it, from the settings or the start-up check).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--until-empty", action="store_true", help="exit 0 once the queue is drained"
+    )
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"regworker run: invalid settings: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    signals = SignalHandling()
+    try:
+        report = asyncio.run(signals.run(settings, until_empty=args.until_empty))
+    except StartupCheckFailed as error:
+        print(f"regworker run: {error}", file=sys.stderr)
+        return 2
+    except ReceiveLoopDied as error:
+        log.error("worker_failed", error=str(error))
+        return 1
+    except asyncio.CancelledError:
+        log.warning("worker_cancelled", note="in-flight messages come back after visibility")
+        print("regworker run: stopped at once; messages in hand come back", file=sys.stderr)
+        return signals.forced_exit_code
+    print(report.summary(), file=sys.stderr)
+    return 0
+
+
+class SignalHandling:
+    """The first SIGTERM or SIGINT stops receiving and lets in-flight work finish, saying
+    what it waits for; a second one stops at once, with the shell's exit code for the
+    signal (130 after Ctrl-C, 143 after SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.forced_exit_code = 128 + signal.SIGINT
+        self._consumer: Consumer | None = None
+        self._signalled = False  # not stop.is_set(): the worker also stops by itself
+
+    async def run(self, settings: Settings, *, until_empty: bool) -> RunReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def on_signal(signum: signal.Signals) -> None:
+            if self._signalled and main_task is not None:
+                log.warning("second_signal", signal=signum.name, action="stopping at once")
+                self.forced_exit_code = 128 + signum
+                main_task.cancel()
+                return
+            self._signalled = True
+            stop.set()
+            waiting = self._consumer.stop_report() if self._consumer else "the start-up check"
+            log.info("stopping", signal=signum.name, waiting=waiting)
+            print(
+                f"regworker run: stopping ({signum.name}): {waiting};"
+                " send it again to stop at once",
+                file=sys.stderr,
+            )
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        return await run_worker(settings, stop, until_empty=until_empty, on_consumer=self._remember)
+
+    def _remember(self, consumer: Consumer) -> None:
+        self._consumer = consumer

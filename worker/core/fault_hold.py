@@ -1,0 +1,205 @@
+"""The fault hold: while a dependency is broken, stop taking work and keep what is in hand.
+
+A configuration fault (credentials, permissions, a missing resource) or an outage of the
+sink, the DLQ or the idempotency table is no message's fault, and it lasts minutes to
+hours. Handing messages back while it lasts would spend their receive counts until the
+queue's redrive policy moves them to the DLQ with no reason. So instead:
+
+- the receive loop stops taking messages (``wait_clear``);
+- the messages in hand stay in hand, their visibility extended by the heartbeat, each
+  waiting at the step that failed;
+- one probe task per broken dependency runs its cheap call (``worker.core.probes``): at once,
+  then after 1, 2, 4 ... seconds up to ``max_wait``;
+- when the probe answers, or a message's own call gets through (``succeeded``), the
+  dependency is clear; when none is left, everything resumes by itself.
+
+A probe can answer while the real call still fails (an IAM policy that allows
+``GetTopicAttributes`` but not ``Publish``): then the messages back off in hand
+themselves (``sleep``), still kept, until their own call gets through.
+
+The first failure is logged once at ERROR (``configuration_fault``, or ``outage`` for a
+dependency that does not answer), then again every ``report_every`` seconds with the
+time elapsed, and ``fault_cleared`` when it is over. ``active`` is the state readiness
+reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+
+from worker.core.errors import ConfigurationFault
+from worker.core.faults import classify_aws_error, describe
+from worker.core.probes import Component, Probe
+
+log = structlog.get_logger(__name__)
+
+FIRST_PROBE_WAIT: Final = 1.0
+REPORT_EVERY_SECONDS: Final = 60.0
+PROBE_TIMEOUT_SECONDS: Final = 10.0
+
+
+@dataclass
+class Fault:
+    component: Component
+    kind: str  # "configuration_fault" or "outage"
+    error: str
+    since: float
+    reported: float
+
+
+def fault_kind(error: BaseException) -> str:
+    classified = classify_aws_error(error) if not isinstance(error, ConfigurationFault) else error
+    return "configuration_fault" if isinstance(classified, ConfigurationFault) else "outage"
+
+
+class FaultHold:
+    def __init__(
+        self,
+        probes: Mapping[Component, Probe],
+        *,
+        max_wait: float,
+        report_every: float = REPORT_EVERY_SECONDS,
+    ) -> None:
+        self._probes = probes
+        self._max_wait = max_wait
+        self._report_every = report_every
+        self._faults: dict[Component, Fault] = {}
+        self._probing: dict[Component, asyncio.Task[None]] = {}
+        self._clear = asyncio.Event()
+        self._clear.set()
+        self._stopping = asyncio.Event()
+        self._last_error_log: dict[Component, float] = {}
+        self.holds = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self._faults)
+
+    def holds_for(self, component: Component) -> bool:
+        return component in self._faults
+
+    def describe(self) -> dict[str, str]:
+        """The dependencies held for, with their last error: for readiness and logs."""
+        return {fault.component.value: fault.error for fault in self._faults.values()}
+
+    def report(self, component: Component, error: BaseException) -> None:
+        """A call to ``component`` failed in a way that is not the message's fault."""
+        if self._stopping.is_set():
+            return
+        if (fault := self._faults.get(component)) is not None:
+            fault.error = describe(error)
+            return
+        now = time.monotonic()
+        fault = Fault(component, fault_kind(error), describe(error), since=now, reported=now)
+        self._faults[component] = fault
+        self._clear.clear()
+        self.holds += 1
+        # A fault back within a minute of the last one is the same trouble: ERROR once.
+        recent = now - self._last_error_log.get(component, -REPORT_EVERY_SECONDS) < (
+            self._report_every
+        )
+        if not recent:
+            self._last_error_log[component] = now
+        (log.warning if recent else log.error)(
+            fault.kind,
+            component=component.value,
+            error=fault.error,
+            action="receiving stopped; messages in hand are kept and retried when"
+            f" {component.value} answers again (probing with a cheap call)",
+        )
+        self._probing[component] = asyncio.create_task(
+            self._recover(fault), name=f"probe-{component.value}"
+        )
+
+    def succeeded(self, component: Component) -> None:
+        """A real call to ``component`` got through: whatever the probe says, it works."""
+        fault = self._faults.get(component)
+        if fault is not None:
+            self._probing[component].cancel()
+            self._cleared(fault)
+
+    async def probe_passes(self, component: Component) -> bool:
+        """Run ``component``'s probe once, without holding: does it work for others? A
+        component already held does not."""
+        if component in self._faults:
+            return False
+        try:
+            await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception:  # any failure means: not working
+            return False
+        return True
+
+    async def wait_clear(self) -> bool:
+        """Wait until nothing is held; False when the worker stops first."""
+        await self._clear.wait()
+        return not self._stopping.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` in hand; False (at once) when the worker stops first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return not self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Shutdown: release every waiter (they hand their messages back) and stop probing."""
+        self._stopping.set()
+        self._clear.set()
+        for task in self._probing.values():
+            task.cancel()
+
+    async def close(self) -> None:
+        self.stop()
+        await asyncio.gather(*self._probing.values(), return_exceptions=True)
+
+    async def _recover(self, fault: Fault) -> None:
+        probe = self._probes[fault.component]
+        wait = 0.0
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_SECONDS)
+            except Exception as error:  # not working yet, whatever the error says
+                fault.error = describe(error)
+                self._report_progress(fault)
+                if fault.kind == "configuration_fault" and fault_kind(error) == "outage":
+                    # The configuration answer is gone and a passing one (a 5xx, a
+                    # timeout) took its place: likely fixed, so look again soon.
+                    wait = FIRST_PROBE_WAIT
+                else:
+                    wait = min(self._max_wait, max(FIRST_PROBE_WAIT, wait * 2))
+                continue
+            break
+        self._cleared(fault)
+
+    def _cleared(self, fault: Fault) -> None:
+        if self._faults.get(fault.component) is not fault:
+            return  # a newer fault of the same component: not this one's to clear
+        del self._faults[fault.component]
+        del self._probing[fault.component]
+        log.info(
+            "fault_cleared",
+            component=fault.component.value,
+            after_seconds=round(time.monotonic() - fault.since, 1),
+        )
+        if not self._faults:
+            self._clear.set()
+
+    def _report_progress(self, fault: Fault) -> None:
+        now = time.monotonic()
+        if now - fault.reported < self._report_every:
+            return
+        fault.reported = now
+        log.error(
+            fault.kind,
+            component=fault.component.value,
+            error=fault.error,
+            elapsed_seconds=round(now - fault.since),
+            action="still holding: receiving stopped, messages in hand kept",
+        )

@@ -1,0 +1,436 @@
+"""What happens to one message: parse, resolve, check, publish, then delete.
+
+Nothing is deleted before its outcome is durable: the event is published, or the
+message is in the DLQ. A failure that is not the message's own (a configuration fault,
+an outage of the sink, the DLQ or the idempotency table) keeps the message in hand, at
+the step that failed, for as long as the fault hold lasts (``worker.core.fault_hold``): its
+receive count is not spent. Any other failure leaves it on the queue to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, TypeVar
+
+import structlog
+
+from worker.aws.sqs import BatchEntryError, ReceivedMessage, SourceQueue
+from worker.core.dead_letter import DeadLetter, DeadLetterQueue
+from worker.core.errors import (
+    ApiDisabled,
+    ConfigurationFault,
+    DeadLetterReason,
+    PublishError,
+    RegworkerError,
+    Rejected,
+    TransientError,
+)
+from worker.core.events import (
+    ResolvedCustomer,
+    customer_registered,
+    event_id_for,
+    token_ref,
+    token_sha256,
+)
+from worker.core.fault_hold import FaultHold
+from worker.core.faults import classify_aws_error, describe
+from worker.core.flow_control import Pacer
+from worker.core.heartbeat import VisibilityHeartbeat
+from worker.core.idempotency import Claim, ClaimResult, IdempotencyStore
+from worker.core.probes import Component
+from worker.core.publisher import Publisher
+from worker.core.request import RegistrationRequest, parse_body
+from worker.core.resolver import Resolver, ResolveThrottled
+from worker.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# DisabledApi for one token while the probe gets through: tries before it is the token's.
+DISABLED_API_TRIES: Final = 3
+MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
+
+
+class Outcome(StrEnum):
+    PUBLISHED = "published"
+    DEAD_LETTERED = "dead_lettered"
+    DUPLICATE = "duplicate"  # already published (idempotency table): dropped
+    REQUEUED = "requeued"  # back on the queue with a longer visibility
+    KEPT = "kept"  # not the message's fault: left on the queue
+
+    @property
+    def settled(self) -> bool:
+        """The message is gone from the queue: its outcome is durable."""
+        return self in {Outcome.PUBLISHED, Outcome.DEAD_LETTERED, Outcome.DUPLICATE}
+
+
+@dataclass
+class Tally:
+    """Counts for the run summary and the tests."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+    def count(self, outcome: Outcome, reason: DeadLetterReason | None = None) -> None:
+        self.outcomes[outcome.value] += 1
+        if reason is not None:
+            self.dead_letters[reason.value] += 1
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    queue: SourceQueue
+    resolver: Resolver
+    pacer: Pacer
+    publisher: Publisher
+    dead_letters: DeadLetterQueue
+    heartbeat: VisibilityHeartbeat
+    hold: FaultHold
+    idempotency: IdempotencyStore | None = None
+
+
+class Interrupted(RegworkerError):
+    """The worker stops while the message waits in hand: it goes back to the queue."""
+
+
+class RetryInHand(RegworkerError):
+    """A FIFO message to try again after ``delay`` seconds, without leaving the hand."""
+
+    def __init__(self, delay: int) -> None:
+        super().__init__(f"retry in {delay}s")
+        self.delay = delay
+
+
+@dataclass
+class Work:
+    """One message on its way through the handler."""
+
+    message: ReceivedMessage
+    picked_up: float
+    request: RegistrationRequest | None = None
+    claim_owner: str = ""  # set while this worker holds the token's idempotency claim
+    retries_in_hand: int = 0
+    # The owner id of every claim try for this message, so a try whose answer was lost
+    # (the claim written, the reply cut off) is found to be its own by the next try.
+    claim_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def deliveries(self) -> int:
+        """Tries so far: SQS's receive count, plus the FIFO retries made in hand."""
+        return self.message.receive_count + self.retries_in_hand
+
+
+class MessageHandler:
+    def __init__(self, settings: Settings, parts: Collaborators) -> None:
+        self._settings = settings
+        self._parts = parts
+        self.tally = Tally()
+        # Messages past the pacer: those are "started" and get the grace period on
+        # shutdown; the others are handed straight back.
+        self.started: set[str] = set()
+        # Messages whose outcome is being made durable (publish or DLQ send, then the
+        # delete): shutdown never cuts those, or a published token would come back.
+        self.finishing: set[str] = set()
+
+    async def handle(self, message: ReceivedMessage) -> Outcome:
+        with structlog.contextvars.bound_contextvars(
+            message_id=message.message_id, receive_count=message.receive_count
+        ):
+            work = Work(message, time.monotonic())
+            self._parts.heartbeat.hold(message)
+            try:
+                outcome = await self._handle_in_hand(work)
+            finally:
+                self._parts.heartbeat.release(message)
+                self.started.discard(message.message_id)
+                self.finishing.discard(message.message_id)
+                structlog.contextvars.unbind_contextvars("token")  # a lane's next message
+            log.debug("message_done", outcome=outcome.value, ms=_ms_since(work.picked_up))
+            return outcome
+
+    async def _handle_in_hand(self, work: Work) -> Outcome:
+        while True:
+            try:
+                return await self._handle(work)
+            except RetryInHand as again:
+                log.info("retry_in_hand", delay_seconds=again.delay)
+                if not await self._parts.hold.sleep(again.delay):
+                    return await self._give_back(work)
+                work.retries_in_hand += 1
+
+    async def _handle(self, work: Work) -> Outcome:
+        try:
+            request = self._parse(work)
+            await self._parts.pacer.acquire()
+            self.started.add(work.message.message_id)
+            claim = await self._claim(work, request)
+            if claim.status is not Claim.CLAIMED:
+                return await self._not_claimed(work, claim)
+            customer = await self._resolve(request)
+            self._check_product(customer)
+            return await self._publish(work, request, customer)
+        except Rejected as rejection:
+            return await self._dead_letter(work, rejection)
+        except Interrupted:
+            return await self._give_back(work)
+        except (TransientError, ConfigurationFault) as error:
+            return await self._retry_later(work, error)
+        finally:
+            await self._release(work)
+
+    def _parse(self, work: Work) -> RegistrationRequest:
+        request = work.request = parse_body(work.message.body)
+        structlog.contextvars.bind_contextvars(token=token_ref(request.token))
+        return request
+
+    async def _claim(self, work: Work, request: RegistrationRequest) -> ClaimResult:
+        store = self._parts.idempotency
+        if store is None:
+            return ClaimResult(Claim.CLAIMED)
+        event_id = event_id_for(request.token)
+        lease = self._settings.visibility_timeout_seconds
+        owner = work.claim_id
+        claim = await self._held(
+            Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease, owner)
+        )
+        work.claim_owner = claim.owner
+        return claim
+
+    async def _not_claimed(self, work: Work, claim: ClaimResult) -> Outcome:
+        if claim.status is Claim.DONE:
+            await self._delete(work.message)
+            log.info("duplicate_dropped")
+            self.tally.count(Outcome.DUPLICATE)
+            return Outcome.DUPLICATE
+        # Another worker holds a live claim on the same token: look again when it ends
+        # (sooner would only spend receives and hurry the redrive policy).
+        wait = min(MAX_VISIBILITY_SECONDS, math.ceil(claim.lease_left) + 1)
+        log.info("claim_busy", visible_again_in_seconds=wait)
+        await self._set_visibility(work.message, wait)
+        self.tally.count(Outcome.REQUEUED)
+        return Outcome.REQUEUED
+
+    async def _release(self, work: Work) -> None:
+        store, owner = self._parts.idempotency, work.claim_owner
+        if store is None or not owner or work.request is None:
+            return
+        work.claim_owner = ""
+        try:
+            await finish(store.release(event_id_for(work.request.token), owner))
+        except Exception as error:  # the lease runs out by itself
+            log.warning("idempotency_release_failed", error=describe(error))
+
+    async def _resolve(self, request: RegistrationRequest) -> ResolvedCustomer:
+        turn_taken = True  # the first call's turn was taken before the claim
+
+        async def call() -> ResolvedCustomer:
+            nonlocal turn_taken
+            taken, turn_taken = turn_taken, False
+            return await self._parts.resolver.resolve(
+                request.token, self._settings.resolve_budget, turn_taken=taken
+            )
+
+        try:
+            return await self._held(
+                Component.RESOLVE_CUSTOMER, call, on=(ConfigurationFault, TransientError)
+            )
+        except ApiDisabled as refused:  # the API works for others: this token alone is refused
+            raise Rejected(DeadLetterReason.DISABLED_API, str(refused)) from refused
+
+    async def _held(
+        self,
+        component: Component,
+        step: Callable[[], Awaitable[T]],
+        *,
+        on: type[Exception] | tuple[type[Exception], ...] = Exception,
+    ) -> T:
+        """Run ``step``; while it fails for a fault that is not the message's own, keep
+        the message in hand under the fault hold and run it again when the fault clears.
+        A failure that may be the message's own (an entry refused for itself, a token's
+        resolve that kept failing, ``DisabledApi``) is put to the component's probe
+        first: if the probe gets through, the dependency works for others, and after
+        ``own_tries`` the message takes its own path. Raises ``Interrupted`` when the
+        worker stops while the message waits."""
+        hold = self._parts.hold
+        own = held = 0  # failures judged the message's own; failures held for
+        while True:
+            try:
+                result = await step()
+            except on as error:
+                if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
+                    raise
+                if may_be_its_own(error) and await hold.probe_passes(component):
+                    own += 1
+                    if own >= own_tries(error):
+                        raise
+                    waited = await hold.sleep(self._backoff(own))
+                else:
+                    held += 1
+                    hold.report(component, error)
+                    # After the hold cleared, this call failing again: back off in hand.
+                    waited = await (
+                        hold.wait_clear() if held == 1 else hold.sleep(self._backoff(held))
+                    )
+                if not waited:
+                    raise Interrupted(component.value) from error
+                continue
+            if own or held or hold.holds_for(component):
+                hold.succeeded(component)
+            return result
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self._settings.fault_probe_max_seconds, 2 ** min(failures - 1, 10)))
+
+    def _check_product(self, customer: ResolvedCustomer) -> None:
+        allowed = self._settings.allowed_product_codes
+        if allowed and customer.product_code not in allowed:
+            raise Rejected(
+                DeadLetterReason.PRODUCT_NOT_ALLOWED,
+                f"product code {customer.product_code} is not in REGWORKER_ALLOWED_PRODUCT_CODES",
+            )
+
+    async def _publish(
+        self, work: Work, request: RegistrationRequest, customer: ResolvedCustomer
+    ) -> Outcome:
+        event = customer_registered(request, customer)
+        self.finishing.add(work.message.message_id)
+        try:
+            await self._held(Component.SINK, lambda: finish(self._parts.publisher.publish(event)))
+        except Interrupted:
+            raise
+        except Exception as error:  # refused for itself while the sink works for others
+            log.warning("publish_failed", error=describe(error), event_id=event["event_id"])
+            self.finishing.discard(work.message.message_id)
+            await self._release(work)
+            return await self._retry_later(work, TransientError(describe(error)))
+        publish_ms = _ms_since(work.picked_up)
+        await self._complete(work, event["event_id"])
+        await self._delete(work.message)
+        log.info(
+            "published",
+            event_id=event["event_id"],
+            product_code=customer.product_code,
+            publish_ms=publish_ms,
+            ms=_ms_since(work.picked_up),
+        )
+        self.tally.count(Outcome.PUBLISHED)
+        return Outcome.PUBLISHED
+
+    async def _complete(self, work: Work, event_id: str) -> None:
+        store, owner = self._parts.idempotency, work.claim_owner
+        if store is None or not owner:
+            return
+        work.claim_owner = ""  # published: never released, whatever happens next
+        try:
+            await self._held(
+                Component.IDEMPOTENCY_TABLE, lambda: finish(store.complete(event_id, owner))
+            )
+        except Exception as error:
+            # Published all the same; a redelivery may publish again (same event_id).
+            log.warning("idempotency_complete_failed", error=describe(error))
+
+    async def _dead_letter(self, work: Work, rejection: Rejected) -> Outcome:
+        request = work.request
+        digest = token_sha256(request.token) if request else None
+        letter = DeadLetter(work.message, rejection.reason, rejection.detail, digest)
+        self.finishing.add(work.message.message_id)
+        try:
+            await self._held(
+                Component.DEAD_LETTER_QUEUE, lambda: finish(self._parts.dead_letters.send(letter))
+            )
+        except Interrupted:
+            return await self._give_back(work)
+        except Exception as error:
+            # The DLQ did not take it: the message stays on the source queue, never lost.
+            log.error("dead_letter_failed", reason=rejection.reason.value, error=describe(error))
+            await self._set_visibility(work.message, self._requeue_delay(work))
+            self.tally.count(Outcome.KEPT)
+            return Outcome.KEPT
+        await self._delete(work.message)
+        log.warning("dead_lettered", reason=rejection.reason.value, error=rejection.detail)
+        self.tally.count(Outcome.DEAD_LETTERED, rejection.reason)
+        return Outcome.DEAD_LETTERED
+
+    async def _retry_later(self, work: Work, error: Exception) -> Outcome:
+        if work.deliveries >= self._settings.max_receives:
+            detail = f"still failing after {work.deliveries} deliveries: {error}"
+            rejection = Rejected(DeadLetterReason.RETRIES_EXHAUSTED, detail)
+            return await self._dead_letter(work, rejection)
+        delay = self._requeue_delay(work)
+        if self._settings.is_fifo:
+            # Its group waits behind it whatever happens; handed back, it would come
+            # again with the messages behind it, spending their receive counts too.
+            await self._release(work)
+            raise RetryInHand(delay)
+        log.info("requeued", delay_seconds=delay, error=str(error))
+        await self._set_visibility(work.message, delay)
+        self.tally.count(Outcome.REQUEUED)
+        return Outcome.REQUEUED
+
+    async def _give_back(self, work: Work) -> Outcome:
+        """Shutdown while the message waited in hand: visible again at once, for a worker
+        that is not stopping."""
+        await self._set_visibility(work.message, 0)
+        self.tally.count(Outcome.KEPT)
+        return Outcome.KEPT
+
+    def _requeue_delay(self, work: Work) -> int:
+        base = self._settings.requeue_base_seconds
+        delay = base * 2 ** max(0, min(work.deliveries - 1, 30))
+        return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
+
+    async def _delete(self, message: ReceivedMessage) -> None:
+        self._parts.heartbeat.release(message)
+        try:
+            await self._held(
+                Component.SOURCE_QUEUE, lambda: finish(self._parts.queue.delete(message))
+            )
+        except Exception as error:
+            # Published but not deleted: it comes back and is published again with the
+            # same event_id (or dropped as a duplicate with the idempotency table).
+            log.warning("delete_failed", error=describe(error))
+
+    async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
+        self._parts.heartbeat.release(message)
+        try:
+            await finish(self._parts.queue.change_visibility(message, seconds))
+        except Exception as error:
+            log.warning("visibility_change_failed", error=describe(error))
+
+
+def may_be_its_own(error: BaseException) -> bool:
+    """A failure the probe must judge: the dependency may work for everyone else."""
+    if isinstance(error, PublishError | BatchEntryError):
+        return error.sender_fault
+    if isinstance(error, ConfigurationFault):
+        return isinstance(error, ApiDisabled)
+    return isinstance(error, TransientError)  # a token's resolve that kept failing
+
+
+def own_tries(error: BaseException) -> int:
+    """Tries before a failure the probe does not share is the message's own."""
+    return DISABLED_API_TRIES if isinstance(error, ApiDisabled) else 1
+
+
+def is_dependency_failure(error: BaseException) -> bool:
+    """A failure of the call, not of the message: AWS errors, our wrappers of them."""
+    if isinstance(error, TransientError | ConfigurationFault | BatchEntryError):
+        return True
+    return classify_aws_error(error) is not None
+
+
+async def finish(step: Awaitable[T]) -> T:
+    """Run a finishing step (publish, DLQ send, delete) shielded from cancellation, so a
+    shutdown cannot cut it in half: the step completes even if its caller is cancelled."""
+    return await asyncio.shield(asyncio.ensure_future(step))
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,86 @@
+"""Keep messages in hand invisible while they are worked on.
+
+Every few seconds, the visibility of each held message that is past half its timeout is
+extended, all of them together through ``ChangeMessageVisibilityBatch``, so a slow
+message (retries, a slow publish) is never handed to a second consumer. A receipt
+handle that has already expired is dropped from the watch, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from worker.aws.sqs import BatchEntryError, ReceivedMessage, SourceQueue
+from worker.core.faults import describe
+
+log = structlog.get_logger(__name__)
+
+GONE = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "InvalidParameterValue",
+    }
+)
+
+
+class VisibilityHeartbeat:
+    def __init__(self, queue: SourceQueue, visibility_timeout: int) -> None:
+        self._queue = queue
+        self._timeout = visibility_timeout
+        self._held: dict[str, tuple[ReceivedMessage, float]] = {}
+        self.extensions = 0
+
+    def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
+        """Watch ``message`` from ``received_at`` (a ``time.monotonic()`` reading, now by
+        default), when its visibility timeout began. A message already watched keeps
+        its own clock: holding it again must not pretend it has a full timeout left."""
+        if message.message_id not in self._held:
+            start = time.monotonic() if received_at is None else received_at
+            self._held[message.message_id] = (message, start + self._timeout)
+
+    def release(self, message: ReceivedMessage) -> None:
+        self._held.pop(message.message_id, None)
+
+    async def run(self) -> None:
+        """Beat until cancelled."""
+        interval = max(0.5, self._timeout / 5)
+        while True:
+            await asyncio.sleep(interval)
+            await self.beat()
+
+    async def beat(self) -> None:
+        now = time.monotonic()
+        due = [
+            message for message, expires in self._held.values() if expires - now < self._timeout / 2
+        ]
+        if not due:
+            return
+        results = await asyncio.gather(
+            *(self._queue.change_visibility(message, self._timeout) for message in due),
+            return_exceptions=True,
+        )
+        renewed_until = time.monotonic() + self._timeout
+        for message, result in zip(due, results, strict=True):
+            if message.message_id not in self._held:
+                continue
+            if isinstance(result, BatchEntryError) and result.code in GONE:
+                # The receipt handle is no longer valid (expired, or the message was
+                # deleted): nothing left to extend. Other entry failures are tried again
+                # on the next beat.
+                log.warning(
+                    "visibility_extend_refused",
+                    message_id=message.message_id,
+                    error=describe(result),
+                )
+                self.release(message)
+            elif isinstance(result, BaseException):
+                log.warning("visibility_extend_failed", error=describe(result))
+            else:
+                self._held[message.message_id] = (message, renewed_until)
+                self.extensions += 1

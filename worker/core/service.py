@@ -1,0 +1,163 @@
+"""Assemble the worker from settings and run it until stopped or drained."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from worker.aws.clients import AwsClients, open_clients
+from worker.aws.sqs import SourceQueue
+from worker.core.consumer import Consumer
+from worker.core.dead_letter import DeadLetterQueue
+from worker.core.fault_hold import FaultHold
+from worker.core.flow_control import FlowController, Pacer
+from worker.core.handler import Collaborators, MessageHandler, Tally
+from worker.core.heartbeat import VisibilityHeartbeat
+from worker.core.idempotency import IdempotencyStore
+from worker.core.probes import Component, probes_for
+from worker.core.publisher import EventBridgePublisher, Publisher, SnsPublisher
+from worker.core.resolver import Resolver
+from worker.core.settings import Settings
+from worker.core.startup_check import check_startup
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    tally: Tally
+    retries: int
+    seconds: float
+
+    def summary(self) -> str:
+        outcomes = ", ".join(f"{k}={v}" for k, v in sorted(self.tally.outcomes.items()))
+        letters = ", ".join(f"{k}={v}" for k, v in sorted(self.tally.dead_letters.items()))
+        return (
+            f"regworker: {outcomes or 'no messages'}; dead letters: {letters or 'none'};"
+            f" resolve retries={self.retries}; {self.seconds:.1f}s"
+        )
+
+
+def build_publisher(settings: Settings, clients: AwsClients) -> Publisher:
+    linger = settings.publish_linger_seconds
+    if clients.sns is not None:
+        return SnsPublisher(clients.sns, settings.topic_arn, linger=linger)
+    if clients.events is None:
+        raise RuntimeError("no sink client was opened")
+    return EventBridgePublisher(
+        clients.events, settings.event_bus_name, settings.event_source, linger=linger
+    )
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    until_empty: bool = False,
+    on_consumer: Callable[[Consumer], None] | None = None,
+) -> RunReport:
+    """Run until ``stop`` is set (or the queue is drained). Raises StartupCheckFailed
+    before the first receive when a dependency is misconfigured. ``on_consumer`` is
+    given the consumer once it exists (the signal handler asks it what stopping waits for)."""
+    stop = stop or asyncio.Event()
+    started = time.monotonic()
+    async with open_clients(settings) as clients:
+        probes = probes_for(settings, clients)
+        if not await until_stopped(check_startup(settings, probes, endpoints(clients)), stop):
+            log.info("stopped_during_start_up")
+            return RunReport(Tally(), 0, time.monotonic() - started)
+        linger = settings.publish_linger_seconds
+        queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
+        pacer = Pacer(
+            FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
+        )
+        parts = Collaborators(
+            queue=queue,
+            resolver=Resolver(
+                clients.metering,
+                pacer,
+                retry_base=settings.retry_base_seconds,
+                retry_max=settings.retry_max_seconds,
+            ),
+            pacer=pacer,
+            publisher=build_publisher(settings, clients),
+            dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
+            heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
+            hold=FaultHold(probes, max_wait=settings.fault_probe_max_seconds),
+            idempotency=build_idempotency(settings, clients),
+        )
+        handler = MessageHandler(settings, parts)
+        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.hold, pacer)
+        if on_consumer is not None:
+            on_consumer(consumer)
+        log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
+        leases = keep_leases(settings, parts.idempotency)
+        try:
+            await consumer.run(stop, until_empty=until_empty)
+        finally:
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
+            await parts.hold.close()
+            await parts.publisher.close()
+            await parts.dead_letters.close()
+            await queue.close()
+        report = RunReport(handler.tally, parts.resolver.retries, time.monotonic() - started)
+        log.info(
+            "worker_stopped",
+            outcomes=dict(report.tally.outcomes),
+            dead_letters=dict(report.tally.dead_letters),
+            retries=report.retries,
+            visibility_extensions=parts.heartbeat.extensions,
+            fault_holds=parts.hold.holds,
+        )
+        return report
+
+
+async def until_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``step`` unless ``stop`` comes first; True when it ran to the end."""
+    running = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (running, stopping):
+        task.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    if running.cancelled() or not running.done():
+        await asyncio.gather(running, return_exceptions=True)
+        return False
+    running.result()  # raises what the step raised (StartupCheckFailed)
+    return True
+
+
+def endpoints(clients: AwsClients) -> dict[Component, str]:
+    sink = clients.sns or clients.events
+    found = {
+        Component.SOURCE_QUEUE: clients.sqs.meta.endpoint_url,
+        Component.DEAD_LETTER_QUEUE: clients.sqs.meta.endpoint_url,
+        Component.RESOLVE_CUSTOMER: clients.metering.meta.endpoint_url,
+    }
+    if sink is not None:
+        found[Component.SINK] = sink.meta.endpoint_url
+    if clients.dynamodb is not None:
+        found[Component.IDEMPOTENCY_TABLE] = clients.dynamodb.meta.endpoint_url
+    return found
+
+
+def keep_leases(settings: Settings, store: IdempotencyStore | None) -> asyncio.Task[None]:
+    """Renew idempotency leases at the heartbeat's pace while messages are in hand."""
+    interval = max(0.5, settings.visibility_timeout_seconds / 5)
+    if store is None:
+        return asyncio.create_task(asyncio.sleep(0), name="no-leases")
+    return asyncio.create_task(store.run(interval), name="idempotency-leases")
+
+
+def build_idempotency(settings: Settings, clients: AwsClients) -> IdempotencyStore | None:
+    if clients.dynamodb is None:
+        return None
+    return IdempotencyStore(
+        clients.dynamodb, settings.idempotency_table, ttl_seconds=settings.idempotency_ttl_seconds
+    )

@@ -1,0 +1,2 @@
+"""Local stand-ins: the ResolveCustomer emulator, the sandbox (moto server, proxies) and
+the demo."""

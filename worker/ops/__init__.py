@@ -1,0 +1,1 @@
+"""Operator tools: the dead-letter queue, provisioning, enqueueing and resolve-customer."""
