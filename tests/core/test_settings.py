@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.core.settings import Settings, SettingsError, Sink, load_settings
+from worker.core.settings import Settings, SettingsError, Sink, load_settings, unknown_variables
 from worker.local.sandbox import clean_environ
 
 QUEUE_URL = "http://127.0.0.1:4566/000000000000/registrations"
@@ -236,3 +236,38 @@ def test_an_idempotency_lease_shorter_than_a_call_is_refused(env: pytest.MonkeyP
     assert settings_error().startswith("REGWORKER_VISIBILITY_TIMEOUT_SECONDS: at least 20")
     env.setenv("REGWORKER_VISIBILITY_TIMEOUT_SECONDS", "20")
     assert load_settings().visibility_timeout_seconds == 20
+
+
+def test_unknown_variables_are_named_with_the_closest_setting() -> None:
+    names = [
+        "REGWORKER_SINKK",
+        "REGWORKER_QUEUE_URL",
+        "regworker_wait_time_secs",
+        "REGWORKER_CONFIG_FAULT_PAUSE_SECONDS",  # an old name, still read
+        "REGWORKER_NOTHING_LIKE_IT",
+        "AWS_REGION",
+    ]
+    assert unknown_variables(names) == [
+        "REGWORKER_NOTHING_LIKE_IT",
+        "REGWORKER_SINKK (did you mean REGWORKER_SINK?)",
+        "REGWORKER_WAIT_TIME_SECS (did you mean REGWORKER_WAIT_TIME_SECONDS?)",
+    ]
+
+
+def test_run_warns_of_a_misspelt_variable_from_the_environment_or_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("REGWORKER_MAX_INFLIGHT=5\n")
+    env = clean_environ() | {
+        "REGWORKER_QUEUE_URL": QUEUE_URL,
+        "REGWORKER_DLQ_URL": DLQ_URL,
+        "REGWORKER_SINKK": "sns",
+        "REGWORKER_STARTUP_CHECK_SECONDS": "1",
+        "REGWORKER_LOG_FORMAT": "json",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens: the start-up check stops it
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    done = run_cli(tmp_path, env)
+    assert done.returncode == 2
+    warning = next(line for line in done.stderr.splitlines() if "unknown_settings" in line)
+    assert "REGWORKER_SINKK (did you mean REGWORKER_SINK?)" in warning
+    assert "REGWORKER_MAX_INFLIGHT (did you mean REGWORKER_MAX_IN_FLIGHT?)" in warning

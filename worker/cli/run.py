@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 import structlog
+from dotenv import dotenv_values
 
 from worker.core.consumer import Consumer, ReceiveLoopDied
 from worker.core.logs import configure_logging
 from worker.core.service import RunReport, run_worker
-from worker.core.settings import Settings, SettingsError, load_settings
+from worker.core.settings import (
+    ENV_FILE,
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_variables,
+)
 from worker.core.startup_check import StartupCheckFailed
 
 log = structlog.get_logger(__name__)
@@ -47,6 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"regworker run: invalid settings: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown_variables()
     signals = SignalHandling()
     try:
         report = asyncio.run(signals.run(settings, until_empty=args.until_empty))
@@ -62,6 +72,16 @@ def run_command(args: argparse.Namespace) -> int:
         return signals.forced_exit_code
     print(report.summary(), file=sys.stderr)
     return 0
+
+
+def warn_unknown_variables() -> None:
+    """One warning naming the REGWORKER_* variables (environment or .env) no setting reads.
+    A warning, not a stop: the other commands' variables may share the environment."""
+    dotenv = Path(ENV_FILE)
+    names = [*os.environ, *(dotenv_values(dotenv) if dotenv.is_file() else {})]
+    unknown = unknown_variables(names)
+    if unknown:
+        log.warning("unknown_settings", variables=unknown, note="no setting reads them: ignored")
 
 
 class SignalHandling:

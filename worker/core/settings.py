@@ -8,6 +8,8 @@ credentials); only the region is read here, because botocore reads
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -15,6 +17,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "REGWORKER_"
+ENV_FILE = ".env"
 # One publish or DynamoDB call's bound: connect plus read timeout (clients.py uses them).
 CALL_CONNECT_TIMEOUT_SECONDS = 5
 CALL_READ_TIMEOUT_SECONDS = 10
@@ -33,7 +36,7 @@ class LogFormat(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -187,6 +190,30 @@ class Settings(BaseSettings):
     @property
     def is_fifo(self) -> bool:
         return self.queue_url.endswith(".fifo")
+
+
+def setting_names() -> frozenset[str]:
+    """Every ``REGWORKER_*`` variable a setting is read from (old names included)."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [ENV_PREFIX + name]
+        names.update(str(choice).upper() for choice in choices)
+    return frozenset(name for name in names if name.startswith(ENV_PREFIX))
+
+
+def unknown_variables(variables: Iterable[str]) -> list[str]:
+    """The ``REGWORKER_*`` names among ``variables`` that no setting reads, each with the
+    closest setting's name when one is near: a misspelt variable would otherwise leave
+    its setting at the default without a word."""
+    known = setting_names()
+    problems = []
+    for name in sorted({name.upper() for name in variables}):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        problems.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return problems
 
 
 class SettingsError(Exception):
