@@ -132,10 +132,17 @@ def summarize(
     want_published = {token_sha256(e.token) for e in batch if e.outcome == "published" and e.token}
     want_reasons = Counter(e.outcome for e in batch if e.outcome != "published")
     ok = published == want_published and reasons == want_reasons
+    repeats = len(events) - len(published)
     lines = [
         f"regworker demo ({sink.value}): {len(batch)} messages enqueued",
+        f"  tokens published: {len(published & want_published)} of {len(want_published)}",
         f"  CustomerRegistered events read back from the sink: {len(events)}"
-        f" (expected {len(want_published)})",
+        + (
+            f" ({repeats} repeated with the same event_id: SQS delivers at least once,"
+            " subscribers deduplicate on it)"
+            if repeats
+            else ""
+        ),
         "  dead-letter queue by reason:",
         *[f"    {reason:<18} {count}" for reason, count in sorted(reasons.items())],
         f"  ResolveCustomer retries in place: {report.retries};"
