@@ -11,9 +11,11 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or settings.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Final, NamedTuple
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,6 +44,19 @@ COMMANDS: Final = {
 }
 
 
+def version() -> str:
+    try:
+        return metadata.version("regworker")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
+def unknown_command(name: str) -> str:
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown command '{name}'{hint} (commands: {', '.join(COMMANDS)})"
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The parser, with the full sub-parser of ``selected`` only (its module imported)."""
     parser = argparse.ArgumentParser(
@@ -49,6 +64,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         description="AWS Marketplace registration worker and its tools.",
         epilog="Exit codes: 0 ok, 1 failure, 2 bad usage or settings.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         if name == selected:
@@ -65,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments:
         parser.print_help()
         return 2
+    if selected is None and not arguments[0].startswith("-"):
+        parser.error(unknown_command(arguments[0]))
     args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # e.g. "regworker -- run": no sub-command was selected
