@@ -33,6 +33,12 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class MetricsOutput(StrEnum):
+    PROMETHEUS = "prometheus"
+    EMF = "emf"
+    OFF = "off"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -125,6 +131,29 @@ class Settings(BaseSettings):
     )
     publish_linger_seconds: float = Field(
         0.05, ge=0, le=5, description="How long a batch waits to fill before it is sent."
+    )
+
+    http_host: str = Field(
+        "0.0.0.0",  # noqa: S104 (probes and scrapes come from outside the container)
+        description="Address of /metrics, /healthz and /readyz.",
+    )
+    http_port: int = Field(
+        8080, ge=0, le=65_535, description="Port of /metrics, /healthz and /readyz; 0 turns it off."
+    )
+    metrics: MetricsOutput = Field(
+        MetricsOutput.PROMETHEUS,
+        description="prometheus (served on /metrics), emf (CloudWatch Embedded Metric Format"
+        " lines on stdout) or off.",
+    )
+    liveness_seconds: float = Field(
+        120.0,
+        ge=30,
+        le=3600,
+        description="/healthz fails after this long with no receive and no settled message"
+        " (outside a fault hold).",
+    )
+    progress_log_seconds: float = Field(
+        60.0, ge=0, le=3600, description="Interval of the one-line progress log; 0 turns it off."
     )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
