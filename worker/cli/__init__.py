@@ -32,7 +32,7 @@ COMMANDS: Final = {
     "emulator": Command("worker.local.emulator", "serve a local ResolveCustomer emulator"),
     "enqueue": Command("worker.ops.enqueue", "put registration tokens on the queue"),
     "resolve-customer": Command(
-        "worker.ops.resolve_customer",
+        "worker.cli.resolve_customer",
         "resolve a registration token, as `aws meteringmarketplace resolve-customer`",
     ),
     "dlq": Command("worker.ops.dlq", "inspect and replay the dead-letter queue"),
