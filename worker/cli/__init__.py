@@ -30,7 +30,7 @@ COMMANDS: Final = {
         "worker.local.demo", "run the whole flow on a local AWS (moto) and the emulator"
     ),
     "emulator": Command("worker.local.emulator", "serve a local ResolveCustomer emulator"),
-    "enqueue": Command("worker.ops.enqueue", "put registration tokens on the queue"),
+    "enqueue": Command("worker.cli.enqueue", "put registration tokens on the queue"),
     "resolve-customer": Command(
         "worker.cli.resolve_customer",
         "resolve a registration token, as `aws meteringmarketplace resolve-customer`",
