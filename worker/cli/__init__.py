@@ -37,7 +37,7 @@ COMMANDS: Final = {
     ),
     "dlq": Command("worker.ops.dlq", "inspect and replay the dead-letter queue"),
     "provision": Command(
-        "worker.ops.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
+        "worker.cli.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
     ),
 }
 
