@@ -35,9 +35,11 @@ sha256 is the deduplication id, so SQS drops the same token sent twice within 5 
 
 How long a failure takes. A web request waits on ``enqueue``, so the clients these
 classes build give up within ``CALL_BOUND_SECONDS`` (6 s): botocore's standard retry
-mode makes at most ``ATTEMPTS`` (2) attempts, each bounded by ``CONNECT_TIMEOUT`` (1 s;
-also covers the TLS handshake) and ``READ_TIMEOUT`` (1.5 s, per socket read), with one
-jittered pause of at most 1 s between them: 2 x (1 + 1.5) + 1 = 6 s. SendMessage
+mode makes at most ``ATTEMPTS`` (2) attempts, each bounded by ``CONNECT_TIMEOUT`` (1 s)
+and ``READ_TIMEOUT`` (1.5 s without a byte), with one jittered pause of at most 1 s
+between them: 2 x (1 + 1.5) + 1 = 6 s. (A host name with several addresses that all
+drop the connection attempt, or a server that trickles bytes, can stretch one attempt:
+the timeouts are per connect and per read, as botocore applies them.) SendMessage
 answers in tens of milliseconds, so 1.5 s without a byte means a sick connection that
 a second attempt on a fresh one is likelier to get through than waiting on; a second
 retry would push the worst case past 10 s, while the buyer's page is held and a 503
@@ -117,19 +119,26 @@ _LONGEST_PAUSES: Final = sum(2.0 ** (n - 1) for n in range(1, ATTEMPTS))
 CALL_BOUND_SECONDS: Final = ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT) + _LONGEST_PAUSES
 
 
-def _retries() -> Any:
-    # botocore's ``max_attempts`` counts the retries after the first attempt.
-    return {"mode": "standard", "max_attempts": ATTEMPTS - 1}
+# botocore's ``max_attempts`` counts the retries after the first attempt. Each config
+# gets a dict of its own: botocore rewrites it in place when it builds a client.
 
 
 def client_config() -> Config:
     """The boto3 client's settings for a web request (see the module's docstring)."""
-    return Config(retries=_retries(), connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    return Config(
+        retries={"mode": "standard", "max_attempts": ATTEMPTS - 1},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
 
 
 def async_client_config() -> AioConfig:
     """The same for aiobotocore."""
-    return AioConfig(retries=_retries(), connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    return AioConfig(
+        retries={"mode": "standard", "max_attempts": ATTEMPTS - 1},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
 
 
 class Enqueuer:
