@@ -411,8 +411,12 @@ def localstack_session(region: str) -> boto3.Session:
 def localstack_env(region: str) -> dict[str, str]:
     """The AWS variables that aim every other command at the LocalStack a
     ``localstack_session`` reaches: its endpoint, the region and test credentials."""
-    from localstack_client.config import get_service_endpoint
-
+    try:
+        from localstack_client.config import get_service_endpoint
+    except ImportError:
+        raise ImportError(
+            "--localstack needs the 'local' extra: pip install 'regworker[local]'"
+        ) from None
     endpoint = get_service_endpoint("sqs") or ""
     return {
         "AWS_ENDPOINT_URL": endpoint,
