@@ -595,6 +595,9 @@ def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
         "worker.local.demo",
         "worker.local.emulator",
         "worker.ops.enqueue",
+        "worker.cli.enqueue",
+        "worker.cli.provision",
+        "worker.cli.resolve_customer",
     }
     assert "worker.core.service" in loaded
     assert loaded.isdisjoint(

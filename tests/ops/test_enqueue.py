@@ -12,6 +12,7 @@ import pty
 import select
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta, timezone
@@ -28,21 +29,23 @@ from botocore.config import Config
 from tests.conftest import drain, make_settings, schema_validator, unique_name
 from tests.support import tag
 from worker.cli import main
+from worker.cli.enqueue import ProgressBar, TokenLine
 from worker.core.events import token_ref, token_sha256
 from worker.core.request import parse_body
 from worker.core.service import run_worker
 from worker.ops.enqueue import (
+    ATTEMPTS,
+    CALL_BOUND_SECONDS,
+    READ_TIMEOUT,
     AsyncEnqueuer,
     EnqueueFailed,
     Enqueuer,
     InvalidRequest,
     MissingToken,
-    ProgressBar,
-    TokenLine,
-    _Pending,
     body_from_form,
     build_body,
 )
+from worker.ops.enqueue_requests import _Pending
 from worker.ops.provision import Resources
 
 if TYPE_CHECKING:
@@ -396,8 +399,9 @@ async def test_enqueued_tokens_flow_through_the_worker(
 
 class FlakySqs:
     """Answers SendMessageBatch over SQS's JSON protocol: entries whose body holds
-    ``flaky`` fail (retryable) on their first try, ``poison`` always fails as the
-    sender's fault, ``down`` fails the whole call."""
+    ``flaky`` fail (retryable) on their first try, ``sick`` on every try, ``poison``
+    always fails as the sender's fault; ``down`` fails the whole call with a 503 (which
+    botocore retries), ``gone`` with QueueDoesNotExist (which it does not)."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -408,6 +412,9 @@ class FlakySqs:
         entries = payload["Entries"]
         self.calls.append([parse_body(e["MessageBody"]).token for e in entries])
         if any("down" in e["MessageBody"] for e in entries):
+            error = {"__type": "com.amazonaws.sqs#ServiceUnavailable", "message": "down"}
+            return web.json_response(error, status=503, content_type="application/x-amz-json-1.0")
+        if any("gone" in e["MessageBody"] for e in entries):
             error = {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "gone"}
             return web.json_response(error, status=400, content_type="application/x-amz-json-1.0")
         successful, failed = [], []
@@ -417,7 +424,7 @@ class FlakySqs:
                 failed.append(
                     {"Id": entry["Id"], "SenderFault": True, "Code": "InvalidMessageContents"}
                 )
-            elif "flaky" in token and token not in self.seen:
+            elif "sick" in token or ("flaky" in token and token not in self.seen):
                 self.seen.add(token)
                 failed.append({"Id": entry["Id"], "SenderFault": False, "Code": "InternalError"})
             else:
@@ -474,21 +481,126 @@ async def test_failed_entries_are_retried_and_poison_reported() -> None:
 
 
 @pytest.mark.usefixtures("dummy_credentials")
-async def test_a_failing_call_is_retried_then_every_entry_reported() -> None:
+async def test_entries_failing_every_try_are_sent_attempts_times() -> None:
+    """The entry retries stay within the bound of one call: ATTEMPTS sends at most."""
     async with flaky_sqs() as (fake, url):
-        config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        client = boto3.session.Session().client(
+        config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+        async with get_session().create_client(
             "sqs", region_name=REGION, endpoint_url=url, config=config
-        )
-        enqueuer = Enqueuer(f"{url}/000000000000/q", sqs_client=client)
+        ) as client:
+            enqueuer = AsyncEnqueuer(f"{url}/000000000000/q", client)
+            report = await enqueuer.enqueue_many(["ok-1", "sick-1"])
+
+    assert fake.calls == [["ok-1", "sick-1"]] + [["sick-1"]] * (ATTEMPTS - 1)
+    assert [(s.index, s.message_id) for s in report.sent] == [(0, "m-ok-1")]
+    assert [(f.index, f.reason) for f in report.failed] == [(1, "InternalError: ")]
+
+
+@pytest.mark.usefixtures("dummy_credentials")
+async def test_a_failing_call_is_retried_then_every_entry_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the client Enqueuer builds, botocore's retries are the only ones: ATTEMPTS
+    calls in all, then every entry of the batch is reported."""
+    async with flaky_sqs() as (fake, url):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        enqueuer = Enqueuer(f"{url}/000000000000/q", region=REGION)
         report = await asyncio.to_thread(enqueuer.enqueue_many, ["down-1", "ok-1"])
 
-    assert len(fake.calls) == 3  # the first try and two retries
+    assert len(fake.calls) == ATTEMPTS  # botocore's first try and its retry
+    assert not report.sent
+    assert [(f.index, f.reason) for f in report.failed] == [
+        (0, "ServiceUnavailable: down"),
+        (1, "ServiceUnavailable: down"),
+    ]
+
+
+@pytest.mark.usefixtures("dummy_credentials")
+async def test_a_call_that_can_never_succeed_is_not_retried() -> None:
+    async with flaky_sqs() as (fake, url):
+        client = boto3.session.Session().client(
+            "sqs", region_name=REGION, endpoint_url=url, config=Config(retries={"mode": "standard"})
+        )
+        enqueuer = Enqueuer(f"{url}/000000000000/q", sqs_client=client)
+        report = await asyncio.to_thread(enqueuer.enqueue_many, ["gone-1", "ok-1"])
+
+    assert len(fake.calls) == 1
     assert not report.sent
     assert [(f.index, f.reason) for f in report.failed] == [
         (0, "QueueDoesNotExist: gone"),
         (1, "QueueDoesNotExist: gone"),
     ]
+
+
+# ---------------------------------------------------------------- the web path's bound
+
+REFUSING_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+@asynccontextmanager
+async def stalling_endpoint() -> AsyncIterator[tuple[str, list[int]]]:
+    """A real socket that accepts connections and reads requests but never answers;
+    yields its URL and a list that counts the connections accepted."""
+    accepted: list[int] = []
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        held.append(writer)
+        with suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}", accepted
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def timed_failures(url: str) -> tuple[float, float]:
+    """Seconds until Enqueuer and AsyncEnqueuer, with the clients they build, raise
+    EnqueueFailed for a token sent to ``url``."""
+    queue_url = f"{url}/000000000000/q"
+    started = time.monotonic()
+    with pytest.raises(EnqueueFailed, match="SendMessage failed") as caught:
+        await asyncio.to_thread(Enqueuer(queue_url, region=REGION).enqueue, "tok-secret-web")
+    sync_seconds = time.monotonic() - started
+    assert "tok-secret-web" not in str(caught.value)
+    async with AsyncEnqueuer(queue_url, region=REGION) as enqueuer:
+        started = time.monotonic()
+        with pytest.raises(EnqueueFailed, match="SendMessage failed"):
+            await enqueuer.enqueue_form("x-amzn-marketplace-token=tok-secret-web")
+        async_seconds = time.monotonic() - started
+    return sync_seconds, async_seconds
+
+
+@pytest.mark.usefixtures("dummy_credentials")
+async def test_the_web_path_gives_up_within_its_bound_when_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", REFUSING_ENDPOINT)
+    for seconds in await timed_failures(REFUSING_ENDPOINT):
+        assert seconds < CALL_BOUND_SECONDS
+
+
+@pytest.mark.usefixtures("dummy_credentials")
+async def test_the_web_path_gives_up_within_its_bound_when_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that takes the request and never answers: each attempt ends at the read
+    timeout, and after ATTEMPTS of them the buyer's request gets its 503."""
+    assert CALL_BOUND_SECONDS <= 6
+    async with stalling_endpoint() as (url, accepted):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        timings = await timed_failures(url)
+    for seconds in timings:
+        assert ATTEMPTS * READ_TIMEOUT <= seconds < CALL_BOUND_SECONDS
+    assert len(accepted) == 2 * ATTEMPTS  # a fresh connection for every attempt
 
 
 # ---------------------------------------------------------------- regworker enqueue

@@ -23,6 +23,7 @@ from worker.core.settings import Settings, Sink
 from worker.local.sandbox import (
     LOCALSTACK_VENV,
     LocalService,
+    clean_environ,
     free_port,
     local_env,
     localstack_server,
@@ -39,6 +40,13 @@ EVENTBRIDGE_KEYS = [
     "REGWORKER_MAX_RECEIVES",
 ]
 SNS_KEYS = [key.replace("EVENT_BUS_NAME", "TOPIC_ARN") for key in EVENTBRIDGE_KEYS]
+LOCALSTACK_KEYS = [
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "REGWORKER_AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+]
 LOCALSTACK_INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
 IN_CI = os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
 
@@ -367,6 +375,71 @@ def test_localstack_flag_uses_localstack_host(
     assert env["REGWORKER_QUEUE_URL"].startswith(moto.url)
     sqs = boto3.client("sqs", endpoint_url=moto.url)
     assert sqs.get_queue_url(QueueName=name)["QueueUrl"] == env["REGWORKER_QUEUE_URL"]
+
+
+@pytest.mark.parametrize("sink", ["eventbridge", "sns"])
+def test_tap_json_names_the_tap_queue(
+    session: boto3.Session, capsys: pytest.CaptureFixture[str], sink: str
+) -> None:
+    name = unique_name("prov")
+    code, out, err = run_cli(capsys, "--name", name, "--sink", sink, "--tap", "--json")
+    assert code == 0, err
+    printed = json.loads(out)
+    tap = ResourceNames(name).tap(Sink(sink))
+    tap_url = session.client("sqs").get_queue_url(QueueName=tap)["QueueUrl"]
+    assert printed["REGWORKER_TAP_QUEUE_URL"] == tap_url
+    without_tap = provisioned(capsys, "--name", name, "--sink", sink)
+    assert {key: value for key, value in printed.items() if key in without_tap} == without_tap
+    code, out, _ = run_cli(capsys, "--name", name, "--sink", sink, "--json")
+    assert "REGWORKER_TAP_QUEUE_URL" not in json.loads(out)
+
+
+def test_localstack_output_is_all_enqueue_needs(
+    moto: LocalService,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    tmp_path: Path,
+) -> None:
+    """`provision --localstack --output .env` writes the endpoint, region, credentials,
+    queue URLs and sink; `regworker enqueue` then works with that file's variables and
+    nothing else (moto stands in for LocalStack, in a region moto keeps apart)."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("LOCALSTACK_HOST", moto.url.removeprefix("http://"))
+    name = unique_name("prov")
+    dotenv = tmp_path / ".env"
+    code, out, err = run_cli(
+        capsys, "--localstack", "--name", name, "--region", "eu-west-3", "--output", str(dotenv)
+    )
+    assert (code, out) == (0, ""), err
+    written = parse_env(dotenv.read_text())
+    assert {key: written[key] for key in LOCALSTACK_KEYS} == {
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_DEFAULT_REGION": "eu-west-3",
+        "REGWORKER_AWS_REGION": "eu-west-3",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    assert list(written) == [*LOCALSTACK_KEYS, *EVENTBRIDGE_KEYS]
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # a variable set in the shell beats the file
+    settings = Settings(_env_file=dotenv)  # type: ignore[call-arg]
+    assert (settings.aws_region, settings.sink) == ("eu-west-3", Sink.EVENTBRIDGE)
+
+    token = f"tok-{unique_name()}"
+    isolated = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "enqueue", token],
+        env={**clean_environ(), **isolated, **written},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "sent 1, failed 0\n"), done.stderr
+    sqs = boto3.client("sqs", endpoint_url=moto.url, region_name="eu-west-3")
+    [message] = drain(sqs, written["REGWORKER_QUEUE_URL"], 1)
+    assert json.loads(message["Body"])["registration_token"] == token
 
 
 def test_unreachable_endpoint_is_one_line_and_exit_1(

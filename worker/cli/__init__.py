@@ -32,14 +32,14 @@ COMMANDS: Final = {
         "worker.local.demo", "run the whole flow on a local AWS (moto) and the emulator"
     ),
     "emulator": Command("worker.local.emulator", "serve a local ResolveCustomer emulator"),
-    "enqueue": Command("worker.ops.enqueue", "put registration tokens on the queue"),
+    "enqueue": Command("worker.cli.enqueue", "put registration tokens on the queue"),
     "resolve-customer": Command(
-        "worker.ops.resolve_customer",
+        "worker.cli.resolve_customer",
         "resolve a registration token, as `aws meteringmarketplace resolve-customer`",
     ),
     "dlq": Command("worker.ops.dlq", "inspect and replay the dead-letter queue"),
     "provision": Command(
-        "worker.ops.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
+        "worker.cli.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
     ),
 }
 

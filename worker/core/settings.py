@@ -2,8 +2,9 @@
 
 Variables use the prefix ``REGWORKER_`` and may also come from a ``.env`` file.
 AWS clients are configured by the standard AWS variables (endpoints, profiles,
-credentials); only the region is read here, because botocore reads
-``AWS_DEFAULT_REGION`` but ECS and Lambda set ``AWS_REGION``.
+credentials); only the region is read here, by the one region rule of
+``worker.aws.region``, because botocore reads ``AWS_DEFAULT_REGION`` but ECS and Lambda
+set ``AWS_REGION``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Annotated, Self
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.aws.region import REGION_VARIABLES, profile_region
 
 ENV_PREFIX = "REGWORKER_"
 ENV_FILE = ".env"
@@ -56,10 +59,13 @@ class Settings(BaseSettings):
     event_source: str = Field(
         "regworker.marketplace", description="EventBridge Source of published events."
     )
+    # The aliases and the default are worker.aws.region's rule, so that `regworker run`
+    # and every tool pick the same region (tests/aws/test_region.py).
     aws_region: str = Field(
-        "us-east-1",
-        validation_alias=AliasChoices("REGWORKER_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
-        description="AWS region (REGWORKER_AWS_REGION, else AWS_REGION, else AWS_DEFAULT_REGION).",
+        default_factory=profile_region,
+        validation_alias=AliasChoices(*REGION_VARIABLES),
+        description="AWS region (REGWORKER_AWS_REGION, else AWS_REGION, else"
+        " AWS_DEFAULT_REGION, else the AWS profile's, else us-east-1).",
     )
 
     max_in_flight: int = Field(50, ge=1, le=10_000, description="Messages held at once, at most.")

@@ -5,32 +5,22 @@ brings its attributes back to what is asked), so running it twice changes nothin
 answers the same settings. Optional extras: a DynamoDB idempotency table, and a "tap"
 queue subscribed to the sink that the demo and the tests read events from.
 
-``regworker provision`` prints the settings as ``KEY=value`` lines (``> .env`` works);
-progress goes to stderr. deploy/cloudformation.yaml creates the same resources.
+``regworker provision`` (``worker.cli.provision``) prints the settings as ``KEY=value``
+lines (``> .env`` works); progress goes to stderr. deploy/cloudformation.yaml creates
+the same resources.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
 
 from worker.core.events import EVENT_TYPE
-from worker.core.faults import describe, error_code
 from worker.core.settings import Sink
 
 if TYPE_CHECKING:
@@ -49,7 +39,6 @@ MAX_RECEIVE_COUNT: Final = 1000  # SQS's ceiling for a redrive policy's maxRecei
 DEFAULT_NAME: Final = "regworker"
 DEFAULT_EVENT_SOURCE: Final = "regworker.marketplace"
 DEFAULT_MAX_RECEIVES: Final = 5
-DEFAULT_REGION: Final = "us-east-1"
 # The longest derived name is the rule, "<name>-customer-registered", and EventBridge
 # rule names stop at 64 characters: 64 - 20 leaves 44 for the prefix.
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,44}")
@@ -399,156 +388,8 @@ def _provision_eventbridge(
     return replace(common, event_bus_name=names.bus, rule_name=names.rule)
 
 
-# --- command line -------------------------------------------------------------------
-
-
-def resource_prefix(value: str) -> str:
-    if not NAME_PATTERN.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: 1-44 letters, digits, '-' or '_' (it prefixes every resource name)"
-        )
-    return value
-
-
-def max_receives_arg(value: str) -> int:
-    highest = MAX_RECEIVE_COUNT - REDRIVE_MARGIN
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: not a whole number") from None
-    if not 1 <= number <= highest:
-        raise argparse.ArgumentTypeError(
-            f"{number}: must be within 1..{highest} (the redrive policy adds {REDRIVE_MARGIN}"
-            f" and SQS allows at most {MAX_RECEIVE_COUNT})"
-        )
-    return number
-
-
-def event_source_arg(value: str) -> str:
-    if not value or value.startswith("aws.") or len(value) > 256:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: 1-256 characters, not starting with 'aws.' (reserved for AWS)"
-        )
-    return value
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "provision",
-        description="Create (or find) the SQS queue, its DLQ with a redrive policy, and the"
-        " sink: an EventBridge bus with a CustomerRegistered rule, or an SNS topic. Endpoints"
-        " and credentials come from the standard AWS variables. Prints the REGWORKER_*"
-        " settings as KEY=value lines; progress goes to stderr. Running it again changes"
-        " nothing and prints the same settings.",
-        epilog="examples:\n"
-        "  regworker provision > .env\n"
-        "  regworker provision --name billing --sink sns --fifo --idempotency-table\n"
-        "  regworker provision --localstack --tap --json\n"
-        "  regworker provision --output /config/regworker.env",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--name",
-        type=resource_prefix,
-        default=DEFAULT_NAME,
-        metavar="PREFIX",
-        help="prefix of every resource name (%(default)s)",
-    )
-    parser.add_argument(
-        "--sink", choices=[sink.value for sink in Sink], default=Sink.EVENTBRIDGE.value
-    )
-    parser.add_argument(
-        "--fifo", action="store_true", help="FIFO queue and DLQ (with --sink sns a FIFO topic)"
-    )
-    parser.add_argument(
-        "--max-receives",
-        type=max_receives_arg,
-        default=DEFAULT_MAX_RECEIVES,
-        metavar="N",
-        help=f"deliveries before the worker dead-letters (%(default)s); the queue's redrive"
-        f" policy fires at N+{REDRIVE_MARGIN}",
-    )
-    parser.add_argument(
-        "--event-source",
-        type=event_source_arg,
-        default=DEFAULT_EVENT_SOURCE,
-        help="Source of published events, matched by the rule (%(default)s)",
-    )
-    parser.add_argument(
-        "--idempotency-table",
-        action="store_true",
-        help=f"also a DynamoDB table <name>-idempotency ({IDEMPOTENCY_KEY}, TTL on"
-        f" {IDEMPOTENCY_TTL_ATTRIBUTE})",
-    )
-    parser.add_argument(
-        "--tap", action="store_true", help="also a queue subscribed to the sink, for testing"
-    )
-    parser.add_argument("--json", action="store_true", help="print the settings as JSON")
-    parser.add_argument(
-        "--output", "-o", type=Path, metavar="FILE", help="write the settings to FILE"
-    )
-    parser.add_argument(
-        "--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1)"
-    )
-    parser.add_argument(
-        "--localstack",
-        action="store_true",
-        help="aim at LocalStack (LOCALSTACK_HOST, default localhost:4566) with dummy credentials",
-    )
-    parser.set_defaults(handler=provision_command)
-
-
-def provision_command(args: argparse.Namespace) -> int:
-    region = (
-        args.region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or DEFAULT_REGION
-    )
-    try:
-        session = (
-            localstack_session(region) if args.localstack else boto3.Session(region_name=region)
-        )
-    except ImportError as error:
-        return _fail(str(error), 2)
-    try:
-        resources = provision(
-            session,
-            args.name,
-            Sink(args.sink),
-            max_receives=args.max_receives,
-            event_source=args.event_source,
-            tap=args.tap,
-            fifo=args.fifo,
-            idempotency_table=args.idempotency_table,
-            report=_progress,
-        )
-    except (NoCredentialsError, PartialCredentialsError) as error:
-        return _fail(describe(error), 2)
-    except ClientError as error:
-        return _fail(f"{error_code(error)}: {describe(error)}", 1)
-    except (BotoCoreError, ProvisionError) as error:
-        return _fail(describe(error), 1)
-    text = render_settings(resources.settings_env(), as_json=args.json)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(args.output, text)
-        _progress(f"settings written to {args.output}")
-    return 0
-
-
-def render_settings(env: Mapping[str, str], *, as_json: bool = False) -> str:
-    if as_json:
-        return json.dumps(env, indent=2) + "\n"
-    return "".join(f"{key}={value}\n" for key, value in env.items())
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A reader (a worker starting next to this) sees the old file or the new, never half."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+# LocalStack takes any credentials; these are its documented ones (account 000000000000).
+LOCALSTACK_CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 def localstack_session(region: str) -> boto3.Session:
@@ -559,13 +400,27 @@ def localstack_session(region: str) -> boto3.Session:
             "--localstack needs the 'local' extra: pip install 'regworker[local]'"
         ) from None
     # Not a boto3.Session, but it builds the same clients through the same client().
-    return cast(boto3.Session, LocalStackSession(region_name=region))
+    session = LocalStackSession(
+        aws_access_key_id=LOCALSTACK_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCALSTACK_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
+    )
+    return cast(boto3.Session, session)
 
 
-def _progress(line: str) -> None:
-    print(f"regworker provision: {line}", file=sys.stderr)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"regworker provision: {message}", file=sys.stderr)
-    return code
+def localstack_env(region: str) -> dict[str, str]:
+    """The AWS variables that aim every other command at the LocalStack a
+    ``localstack_session`` reaches: its endpoint, the region and test credentials."""
+    try:
+        from localstack_client.config import get_service_endpoint
+    except ImportError:
+        raise ImportError(
+            "--localstack needs the 'local' extra: pip install 'regworker[local]'"
+        ) from None
+    endpoint = get_service_endpoint("sqs") or ""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": region,
+        "REGWORKER_AWS_REGION": region,
+        **LOCALSTACK_CREDENTIALS,
+    }
