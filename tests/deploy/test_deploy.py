@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import REGION as LOCAL_REGION
 from tests.conftest import drain, unique_name
+from worker.aws.sqs_wire import queue_arn
 from worker.cli import main
 from worker.core.settings import Sink
 from worker.ops.provision import (
@@ -45,7 +46,6 @@ from worker.ops.provision import (
     Resources,
     create_queues,
     deny_without_tls,
-    queue_arn,
     rule_pattern,
 )
 

@@ -38,6 +38,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.aws.sqs_wire import queue_arn
 from worker.core.dead_letter import (
     ERROR,
     FAILED_AT,
@@ -52,7 +53,6 @@ from worker.core.errors import DeadLetterReason, MalformedMessage
 from worker.core.events import token_sha256
 from worker.core.faults import describe, error_code
 from worker.core.request import RegistrationRequest, parse_body, sha256_ref
-from worker.ops.provision import queue_arn
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

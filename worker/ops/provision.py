@@ -29,6 +29,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from worker.aws.sqs_wire import queue_arn
 from worker.core.events import EVENT_TYPE
 from worker.core.faults import describe, error_code
 from worker.core.settings import Sink
@@ -144,11 +145,6 @@ class Resources:
 
 def rule_pattern(event_source: str) -> dict[str, list[str]]:
     return {"source": [event_source], "detail-type": [EVENT_TYPE]}
-
-
-def queue_arn(sqs: SQSClient, url: str) -> str:
-    answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return answer["Attributes"]["QueueArn"]
 
 
 def ensure_queue(
