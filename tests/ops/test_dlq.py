@@ -28,7 +28,9 @@ from mypy_boto3_sqs.client import SQSClient
 
 from tests.conftest import REGION, drain, unique_name
 from worker.aws.sqs import ReceivedMessage
+from worker.aws.sqs_wire import queue_depth
 from worker.cli import build_parser, main
+from worker.cli.dlq import parse_duration, target_from
 from worker.core.dead_letter import (
     ERROR,
     FAILED_AT,
@@ -43,21 +45,12 @@ from worker.core.dead_letter import (
 from worker.core.errors import DeadLetterReason
 from worker.core.events import token_ref, token_sha256
 from worker.local.sandbox import LOCALSTACK_VENV, localstack_server
-from worker.ops.dlq import (
-    UNKNOWN_REASON,
-    AuditLog,
-    Decision,
-    DlqMessage,
-    Progress,
-    Replayer,
-    ReplayOptions,
-    decide,
-    escaped_prefix,
-    parse_duration,
-    queue_depth,
-    sqs_client,
-    target_from,
-)
+from worker.ops.dlq.audit import AuditLog
+from worker.ops.dlq.model import UNKNOWN_REASON, DlqMessage, escaped_prefix
+from worker.ops.dlq.pacing import Progress
+from worker.ops.dlq.replay import Replayer
+from worker.ops.dlq.selection import Decision, ReplayOptions, decide
+from worker.ops.dlq.target import sqs_client
 from worker.ops.provision import REDRIVE_MARGIN, create_queues
 
 if TYPE_CHECKING:
