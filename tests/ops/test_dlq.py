@@ -324,19 +324,21 @@ def test_peek_max_limits_the_listing(filled: Filled, capsys: pytest.CaptureFixtu
 # ----------------------------------------------------------------------------- replay
 
 
-def test_replay_moves_all_but_terminal_by_default(
+def test_replay_moves_all_but_terminal_and_malformed_by_default(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Issue 9: a plain replay leaves InvalidToken, ExpiredToken and MalformedMessage
+    letters in the DLQ, and says how many it skipped and why."""
     code, out, _ = run_cli([*filled.replay_args("--json")], capsys)
     assert code == 0
     summary = json.loads(out)
-    assert summary["moved"] == 5
-    assert summary["skipped"] == {"ExpiredToken": 1, "InvalidToken": 2}
+    assert summary["moved"] == 4
+    skipped = {"ExpiredToken": 1, "InvalidToken": 2, "MalformedMessage": 1}
+    assert summary["skipped"] == summary["skipped_by_default"] == skipped
     assert (summary["refused"], summary["failed"], summary["left_in_both"]) == (0, 0, 0)
 
     moved = drain(sqs, filled.queue_url)
-    expected = set(filled.bodies["RetriesExhausted"]) | {MALFORMED_BODY}
-    expected |= set(filled.bodies[UNKNOWN_REASON])
+    expected = set(filled.bodies["RetriesExhausted"]) | set(filled.bodies[UNKNOWN_REASON])
     assert sorted(bodies(moved)) == sorted(expected)
     for message in moved:
         attributes = string_attributes(message)
@@ -347,8 +349,33 @@ def test_replay_moves_all_but_terminal_by_default(
             assert attributes == {REPLAY_COUNT: "1"}
     left = drain(sqs, filled.dlq_url)
     assert sorted(bodies(left)) == sorted(
-        filled.bodies["InvalidToken"] + filled.bodies["ExpiredToken"]
+        filled.bodies["InvalidToken"] + filled.bodies["ExpiredToken"] + [MALFORMED_BODY]
     )
+
+
+def test_replay_moves_malformed_letters_when_named(
+    filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli([*filled.replay_args("--reason", "MalformedMessage", "--json")], capsys)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["moved"] == 1
+    assert summary["skipped_by_default"] == {}
+    assert bodies(drain(sqs, filled.queue_url)) == [MALFORMED_BODY]
+    assert_untouched(sqs, filled.dlq_url, 7)
+
+
+def test_plain_replay_says_what_it_skipped_by_default(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli([*filled.replay_args()], capsys)
+    assert code == 0
+    assert "  moved       4" in out
+    assert (
+        "  (4 skipped by default: ExpiredToken 1, InvalidToken 2, MalformedMessage 1."
+        " Tokens that can never resolve and bodies that can never parse stay in the DLQ;"
+        " name a reason with --reason to replay it, or add --include-terminal)"
+    ) in out
 
 
 def test_replay_reason_filter_and_max(
@@ -375,11 +402,15 @@ def test_replay_dry_run_changes_nothing(
     assert code == 0
     summary = json.loads(out)
     assert summary["dry_run"] is True
-    assert summary["moved"] == 5
+    assert summary["moved"] == 4
     assert Counter(item["reason"] for item in summary["would_move"]) == {
         "RetriesExhausted": 3,
-        "MalformedMessage": 1,
         UNKNOWN_REASON: 1,
+    }
+    assert summary["skipped_by_default"] == {
+        "ExpiredToken": 1,
+        "InvalidToken": 2,
+        "MalformedMessage": 1,
     }
     assert_untouched(sqs, filled.dlq_url, 8)
     assert queue_depth(sqs, filled.queue_url).total == 0
@@ -390,9 +421,10 @@ def test_replay_dry_run_human_output(filled: Filled, capsys: pytest.CaptureFixtu
     code, out, _ = run_cli([*filled.replay_args("--dry-run")], capsys)
     assert code == 0
     listed = [line for line in out.splitlines() if line.startswith("would move  ")]
-    assert len(listed) == 5
-    assert "  would move  5" in out
+    assert len(listed) == 4
+    assert "  would move  4" in out
     assert "dry run, nothing changed: 8 examined" in out
+    assert "4 skipped by default: ExpiredToken 1, InvalidToken 2, MalformedMessage 1." in out
     assert "--include-terminal" in out
     assert not any(body in out for body in filled.all_bodies)
 
@@ -1072,6 +1104,11 @@ def test_decide() -> None:
     assert decide(dlq_message(None), default, now) is Decision.MOVE
     assert decide(dlq_message("InvalidToken"), default, now) is Decision.SKIP
     assert decide(dlq_message("ExpiredToken"), default, now) is Decision.SKIP
+    assert decide(dlq_message("MalformedMessage"), default, now) is Decision.SKIP
+    malformed = ReplayOptions(reasons=frozenset({"MalformedMessage"}))
+    assert decide(dlq_message("MalformedMessage"), malformed, now) is Decision.MOVE
+    included = ReplayOptions(include_terminal=True)
+    assert decide(dlq_message("MalformedMessage"), included, now) is Decision.MOVE
     named = ReplayOptions(reasons=frozenset({"ExpiredToken"}))
     assert decide(dlq_message("ExpiredToken"), named, now) is Decision.MOVE
     assert decide(dlq_message("RetriesExhausted"), named, now) is Decision.SKIP

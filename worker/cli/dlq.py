@@ -253,7 +253,7 @@ def _register_replay(
     parser.add_argument(
         "--include-terminal",
         action="store_true",
-        help="replay InvalidToken and ExpiredToken too",
+        help="replay InvalidToken, ExpiredToken and MalformedMessage too",
     )
     parser.add_argument(
         "--max-replays",

@@ -62,15 +62,17 @@ examples:
   regworker dlq replay --reason RetriesExhausted --reason Unknown --max 100
   regworker dlq replay --older-than 2h --rate 20 --audit-log replay.jsonl
   regworker dlq replay --reason InvalidToken        # terminal reasons only when named
+  regworker dlq replay --reason MalformedMessage    # so are bodies that do not parse
   regworker dlq replay --to https://sqs.us-east-1.amazonaws.com/123456789012/regs-staging
 
 Each message is sent with its original body and the sender's attributes (dlq_* ones
 dropped, replay_count + 1), and deleted from the DLQ only once its send succeeded.
-InvalidToken and ExpiredToken are skipped unless named with --reason or
---include-terminal (a reason counts only on the worker's own letters: what the
-redrive policy moved is Unknown, whatever dlq_reason it carries). A message whose
-replay_count has reached --max-replays is refused and listed; that count is read from
-the message, so its sender can set it. FIFO:
+InvalidToken and ExpiredToken (tokens that can never resolve) and MalformedMessage
+(bodies that can never parse, kept as evidence) are skipped unless named with --reason
+or --include-terminal; the summary counts them. A reason counts only on the worker's
+own letters: what the redrive policy moved is Unknown, whatever dlq_reason it carries.
+A message whose replay_count has reached --max-replays is refused and listed; that
+count is read from the message, so its sender can set it. FIFO:
 the group id is kept and the deduplication id is the DLQ message id + replay count.
 Ctrl-C stops after the current batch; a second Ctrl-C abandons that batch (what is
 held is still handed back at once). Either way a message can end up in both queues,

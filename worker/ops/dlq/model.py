@@ -32,9 +32,13 @@ if TYPE_CHECKING:
 
 UNKNOWN_REASON: Final = "Unknown (redrive policy)"
 REASON_CHOICES: Final = (*(reason.value for reason in DeadLetterReason), "Unknown")
+# A plain replay leaves these in the DLQ: the token will never resolve (terminal), or
+# the body can never parse and stays as evidence of what the web tier sent.
 TERMINAL_REASONS: Final = frozenset(
     {DeadLetterReason.INVALID_TOKEN.value, DeadLetterReason.EXPIRED_TOKEN.value}
 )
+EVIDENCE_REASONS: Final = frozenset({DeadLetterReason.MALFORMED_MESSAGE.value})
+SKIPPED_BY_DEFAULT: Final = TERMINAL_REASONS | EVIDENCE_REASONS
 
 ATTRIBUTE_OVERHEAD_BYTES: Final = 64
 TOKEN_REF_CHARS: Final = 12

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from worker.aws.sqs_wire import MAX_BATCH, batch_results
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.ops.dlq.audit import AuditLog
-from worker.ops.dlq.model import TERMINAL_REASONS, DlqMessage
+from worker.ops.dlq.model import DlqMessage
 from worker.ops.dlq.pacing import Pacer, Progress, StopFlag
 from worker.ops.dlq.report import describe_message
 from worker.ops.dlq.scan import Holdings, Scanner
@@ -196,8 +196,8 @@ class Replayer:
         summary.refused_messages.extend(describe_message(m) for m in selection.refuse)
         for message in selection.skip:
             summary.skipped[message.reason] += 1
-            if message.reason in TERMINAL_REASONS and not self._options.include_terminal:
-                summary.terminal_hint = True
+            if self._selector.held_back(message):
+                summary.skipped_by_default[message.reason] += 1
 
     def _move(self, selected: list[DlqMessage], holdings: Holdings, stop: StopFlag) -> None:
         for batch in batches_by_size(selected):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from worker.ops.dlq.model import TERMINAL_REASONS, DlqMessage
+from worker.ops.dlq.model import SKIPPED_BY_DEFAULT, DlqMessage
 
 DEFAULT_MAX_REPLAYS: Final = 3
 
@@ -27,15 +27,23 @@ class ReplayOptions:
     max_messages: int | None = None
     dry_run: bool = False
     rate: float | None = None  # messages per second
-    include_terminal: bool = False
+    include_terminal: bool = False  # the reasons SKIPPED_BY_DEFAULT too
     max_replays: int = DEFAULT_MAX_REPLAYS
+
+
+def held_back(reason: str, options: ReplayOptions) -> bool:
+    """Whether a reason that passes the --reason filter is still skipped: the reasons a
+    plain replay leaves in the DLQ, unless named with --reason or --include-terminal."""
+    return reason in SKIPPED_BY_DEFAULT and not (
+        options.include_terminal or reason in options.reasons
+    )
 
 
 def decide(message: DlqMessage, options: ReplayOptions, now: datetime) -> Decision:
     reason = message.reason
     if options.reasons and reason not in options.reasons:
         return Decision.SKIP
-    if reason in TERMINAL_REASONS and not (options.include_terminal or reason in options.reasons):
+    if held_back(reason, options):
         return Decision.SKIP
     if not _within_age(message.failed_at, options, now):
         return Decision.SKIP
@@ -85,3 +93,9 @@ class Selector:
             else:
                 selection.skip.append(message)
         return selection
+
+    def held_back(self, message: DlqMessage) -> bool:
+        """A skipped message that only the default left in the DLQ (see ``held_back``)."""
+        reasons = self.options.reasons
+        passes_filter = not reasons or message.reason in reasons
+        return passes_filter and held_back(message.reason, self.options)

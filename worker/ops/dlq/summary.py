@@ -24,7 +24,9 @@ class ReplaySummary:
     error: str | None = None
     would_move: list[dict[str, Any]] = field(default_factory=list)
     refused_messages: list[dict[str, Any]] = field(default_factory=list)
-    terminal_hint: bool = False
+    # Of ``skipped``, those a plain replay leaves in the DLQ (TERMINAL_REASONS and
+    # EVIDENCE_REASONS), by reason.
+    skipped_by_default: Counter[str] = field(default_factory=Counter)
 
     @property
     def examined(self) -> int:
@@ -45,6 +47,7 @@ class ReplaySummary:
             "dry_run": self.dry_run,
             "moved": self.moved,
             "skipped": dict(sorted(self.skipped.items())),
+            "skipped_by_default": dict(sorted(self.skipped_by_default.items())),
             "refused": self.refused,
             "failed": self.failed,
             "left_in_both": self.left_in_both,
@@ -76,11 +79,7 @@ class ReplaySummary:
                 " check the refused ones with `regworker dlq peek`, and replay them with a"
                 " higher --max-replays if their tokens are good)"
             )
-        if self.terminal_hint:
-            lines.append(
-                "  (terminal reasons are skipped: name them with --reason or add"
-                " --include-terminal)"
-            )
+        lines.extend(self._skipped_by_default_note())
         if self.left_in_both:
             lines.append(
                 f"  {self.left_in_both} sent but not deleted from the DLQ: they are in both"
@@ -92,3 +91,15 @@ class ReplaySummary:
         if self.error:
             lines.append(f"error: {self.error}")
         return "\n".join(lines)
+
+    def _skipped_by_default_note(self) -> list[str]:
+        if not self.skipped_by_default:
+            return []
+        counts = ", ".join(
+            f"{reason} {count}" for reason, count in sorted(self.skipped_by_default.items())
+        )
+        return [
+            f"  ({sum(self.skipped_by_default.values())} skipped by default: {counts}."
+            " Tokens that can never resolve and bodies that can never parse stay in the DLQ;"
+            " name a reason with --reason to replay it, or add --include-terminal)"
+        ]
