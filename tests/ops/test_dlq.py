@@ -979,7 +979,7 @@ def test_missing_dlq_url_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) 
     )
 
 
-def test_missing_destination_and_region_name_their_variables(
+def test_missing_destination_names_its_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     dlq = ["--dlq-url", "http://127.0.0.1:1/000000000000/q-dlq"]
@@ -987,10 +987,6 @@ def test_missing_destination_and_region_name_their_variables(
     assert (code, err.count("\n")) == (2, 1)
     assert "--to" in err
     assert "REGWORKER_QUEUE_URL" in err
-    code, _, err = run_cli(["dlq", "peek", *dlq], capsys)
-    assert (code, err.count("\n")) == (2, 1)
-    assert "--region" in err
-    assert "AWS_REGION" in err
     code, _, err = run_cli(["dlq", "replay", *dlq, "--region", REGION, "--to", dlq[1]], capsys)
     assert (code, err.count("\n")) == (2, 1)
     assert "must differ" in err
@@ -1002,10 +998,24 @@ def test_settings_fall_back_to_the_environment(
     monkeypatch.setenv("REGWORKER_DLQ_URL", filled.dlq_url)
     monkeypatch.setenv("REGWORKER_QUEUE_URL", filled.queue_url)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("REGWORKER_AWS_REGION", REGION)
     code, out, _ = run_cli(["dlq", "replay", "--dry-run", "--json"], capsys)
     assert code == 0
     assert json.loads(out)["destination"] == filled.queue_url
+
+
+def test_region_follows_the_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --region is no error: REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION,
+    the profile's region (none here: no config file), else us-east-1."""
+    args = build_parser("dlq").parse_args(["dlq", "stats", "--dlq-url", "http://q/1/dlq"])
+    assert target_from(args, {"REGWORKER_AWS_REGION": "eu-west-3"}).region == "eu-west-3"
+    assert target_from(args, {"AWS_REGION": "eu-west-1"}).region == "eu-west-1"
+    assert target_from(args, {"AWS_DEFAULT_REGION": "ap-south-1"}).region == "ap-south-1"
+    assert target_from(args, {}).region == "us-east-1"
+    explicit = build_parser("dlq").parse_args(
+        ["dlq", "stats", "--dlq-url", "http://q/1/dlq", "--region", "sa-east-1"]
+    )
+    assert target_from(explicit, {"REGWORKER_AWS_REGION": "eu-west-3"}).region == "sa-east-1"
 
 
 def test_unreachable_endpoint_is_one_line_exit_1(

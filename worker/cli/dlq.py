@@ -1,8 +1,9 @@
 """``regworker dlq stats|peek|replay|redrive``: the command line of ``worker.ops.dlq``.
 
-Settings are read once, here: ``--dlq-url``, ``--to`` and ``--region`` fall back to
-REGWORKER_DLQ_URL, REGWORKER_QUEUE_URL and AWS_REGION / AWS_DEFAULT_REGION; endpoints
-and credentials come from the standard AWS variables via boto3.
+Settings are read once, here: ``--dlq-url`` and ``--to`` fall back to
+REGWORKER_DLQ_URL and REGWORKER_QUEUE_URL, ``--region`` to the one region rule
+(``worker.aws.region``); endpoints and credentials come from the standard AWS variables
+via boto3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.aws.region import region_from
 from worker.aws.sqs_wire import queue_depth
 from worker.cli import dlq_help
 from worker.core.errors import DeadLetterReason
@@ -46,18 +48,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef
 
 Destination = Literal["none", "optional", "required"]
-LOCALSTACK_REGION: Final = "us-east-1"
 
 
 def target_from(
     args: argparse.Namespace, environ: Mapping[str, str], *, destination: Destination = "none"
 ) -> Target:
     dlq_url = _queue_url(args.dlq_url, environ, "--dlq-url", "REGWORKER_DLQ_URL")
-    region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        if not args.localstack:
-            raise UsageError("missing --region: pass --region or set AWS_REGION")
-        region = LOCALSTACK_REGION
+    region = region_from(environ, args.region)
     if destination == "none":
         return Target(dlq_url, region, args.localstack)
     if destination == "required":
@@ -141,7 +138,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--dlq-url", metavar="URL", help="the DLQ (else REGWORKER_DLQ_URL)")
     common.add_argument(
         "--region",
-        help="AWS region (else AWS_REGION, else AWS_DEFAULT_REGION)",
+        help="AWS region (else REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION, the profile's,"
+        " else us-east-1)",
     )
     common.add_argument(
         "--localstack",

@@ -12,8 +12,9 @@ its whole set of attributes, never moved by a redrive policy): a sender's are ig
 
 SETTINGS_NOTE = """\
 Queues: --dlq-url (else REGWORKER_DLQ_URL), --to (else REGWORKER_QUEUE_URL).
-Region: --region (else AWS_REGION, else AWS_DEFAULT_REGION). Endpoints and credentials:
-the standard AWS variables (AWS_ENDPOINT_URL_SQS, AWS_PROFILE, ...), or --localstack.
+Region: --region, else REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION, the AWS
+profile's region, else us-east-1. Endpoints and credentials: the standard AWS variables
+(AWS_ENDPOINT_URL_SQS, AWS_PROFILE, ...), or --localstack.
 Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 130 interrupted."""
 
 DLQ_EPILOG = f"""\
