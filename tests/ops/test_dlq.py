@@ -28,7 +28,7 @@ from mypy_boto3_sqs.client import SQSClient
 
 from tests.conftest import REGION, drain, unique_name
 from worker.aws.sqs import ReceivedMessage
-from worker.aws.sqs_wire import queue_depth
+from worker.aws.sqs_wire import chunks, queue_depth
 from worker.cli import build_parser, main
 from worker.cli.dlq import parse_duration, target_from
 from worker.core.dead_letter import (
@@ -824,8 +824,7 @@ def test_localstack_marks_what_its_redrive_policy_moved(
 
 def fill_many(sqs: SQSClient, dlq_url: str, count: int) -> set[str]:
     all_bodies = [new_token() for _ in range(count)]
-    for start in range(0, count, 10):
-        chunk = all_bodies[start : start + 10]
+    for chunk in chunks(all_bodies):
         sqs.send_message_batch(
             QueueUrl=dlq_url,
             Entries=[

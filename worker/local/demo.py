@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from worker.aws.sqs_wire import MAX_BATCH, chunks, drain
+from worker.aws.sqs_wire import MAX_BATCH, batch_results, chunks, drain
 from worker.core.events import token_sha256
 from worker.core.logs import configure_logging
 from worker.core.service import RunReport, run_worker
@@ -77,8 +77,9 @@ def enqueue(session: boto3.Session, queue_url: str, batch: list[Expected]) -> No
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "MessageBody": e.body} for i, e in enumerate(chunk)],
         )
-        if answer.get("Failed"):
-            raise RuntimeError(f"enqueue failed: {answer['Failed']}")
+        failed = [r.error for r in batch_results(len(chunk), answer) if r.error is not None]
+        if failed:
+            raise RuntimeError(f"enqueue failed: {failed}")
 
 
 def demo_settings(resources: Resources) -> Settings:
