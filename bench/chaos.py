@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
+from worker.aws.sqs_wire import QueueDepth, batch_results, chunks, drain, queue_depth
 from worker.core.errors import DeadLetterReason
 from worker.core.events import token_ref, token_sha256
 from worker.core.settings import Sink
@@ -64,7 +65,6 @@ from worker.ops.provision import Resources, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
-    from mypy_boto3_sqs.literals import MessageSystemAttributeNameType
     from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
 
 REGION: Final = "us-east-1"
@@ -163,19 +163,18 @@ def token_mix(count: int, rng: random.Random) -> tuple[list[Token], list[Token]]
 
 
 def enqueue(sqs: SQSClient, queue_url: str, sends: Sequence[Token]) -> None:
-    for start in range(0, len(sends), 10):
-        entries: list[SendMessageBatchRequestEntryTypeDef] = [
-            {"Id": str(n), "MessageBody": token.body}
-            for n, token in enumerate(sends[start : start + 10])
-        ]
-        while entries:
-            failed = {
-                f["Id"]
-                for f in sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get(
-                    "Failed", []
-                )
-            }
-            entries = [entry for entry in entries if entry["Id"] in failed]
+    """Send every token; entries that failed are sent again until none is left."""
+    for chunk in chunks(sends):
+        pending = list(chunk)
+        while pending:
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(n), "MessageBody": token.body} for n, token in enumerate(pending)
+            ]
+            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            results = batch_results(len(pending), answer)
+            pending = [
+                token for token, result in zip(pending, results, strict=True) if not result.ok
+            ]
 
 
 # --- the workers ----------------------------------------------------------------------
@@ -302,54 +301,6 @@ class WorkerPool:
 
 
 # --- reading the queues ---------------------------------------------------------------
-
-
-def queue_depth(sqs: SQSClient, queue_url: str) -> tuple[int, int, int]:
-    """(visible, in flight, delayed)."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-        int(attributes["ApproximateNumberOfMessagesDelayed"]),
-    )
-
-
-def read_all(
-    sqs: SQSClient,
-    queue_url: str,
-    empty_polls: int = 3,
-    system_attributes: Sequence[MessageSystemAttributeNameType] = (),
-) -> list[MessageTypeDef]:
-    """Every message of a queue, deleted as read; ends after a few empty long polls
-    (SNS delivers to the tap queue asynchronously). ``system_attributes`` (e.g.
-    SentTimestamp) come back in each message's ``Attributes``."""
-    messages: list[MessageTypeDef] = []
-    empty = 0
-    while empty < empty_polls:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=list(system_attributes),
-        ).get("Messages", [])
-        empty = 0 if batch else empty + 1
-        if batch:
-            messages.extend(batch)
-            sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)
-                ],
-            )
-    return messages
 
 
 def dlq_reason(message: MessageTypeDef) -> str:
@@ -533,7 +484,7 @@ def drive(
     return state
 
 
-def _progress(state: RunState, depth: tuple[int, int, int], pool: WorkerPool) -> None:
+def _progress(state: RunState, depth: QueueDepth, pool: WorkerPool) -> None:
     visible, in_flight, delayed = depth
     record = pool.record
     print(
@@ -574,8 +525,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pool.stop_all()
         finally:
             pool.kill_all()
-        events = [json.loads(m.get("Body", "{}")) for m in read_all(sqs, resources.tap_queue_url)]
-        letters = read_all(sqs, resources.dlq_url)
+        events = [
+            json.loads(m.get("Body", "{}"))
+            for m in drain(sqs, resources.tap_queue_url, empty_polls=3)
+        ]
+        letters = drain(sqs, resources.dlq_url, empty_polls=3)
         left = sum(queue_depth(sqs, resources.queue_url))
         calls = emulator_calls(endpoints.emulator)
     result = report(args, account(tokens, sends, events, letters), pool.record, state, left)

@@ -64,10 +64,9 @@ from chaos import (
     dlq_reason,
     emulator_calls,
     enqueue,
-    queue_depth,
-    read_all,
 )
 
+from worker.aws.sqs_wire import drain, queue_depth
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import (
     LocalService,
@@ -1012,8 +1011,11 @@ def mixed(bench: Bench) -> Table:
         run = MixedRun(
             measured,
             deliveries(child.log),
-            [json.loads(m.get("Body", "{}")) for m in read_all(bench.sqs, resources.tap_queue_url)],
-            Counter(dlq_reason(m) for m in read_all(bench.sqs, resources.dlq_url)),
+            [
+                json.loads(m.get("Body", "{}"))
+                for m in drain(bench.sqs, resources.tap_queue_url, empty_polls=3)
+            ],
+            Counter(dlq_reason(m) for m in drain(bench.sqs, resources.dlq_url, empty_polls=3)),
             bench.depth(resources.queue_url),
             emulator_calls(emulator),
         )

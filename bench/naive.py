@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import boto3
 from reference import event_body, pipeline_parser, report
 
+from worker.aws.sqs_wire import MAX_BATCH
+
 
 def consume(args: argparse.Namespace) -> list[int]:
     """Process messages until done; answers pickup-to-publish ms per message."""
@@ -34,7 +36,7 @@ def consume(args: argparse.Namespace) -> list[int]:
     empty = 0
     while len(latencies) < args.count and not (latencies and empty >= args.idle_receives > 0):
         messages = sqs.receive_message(
-            QueueUrl=args.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            QueueUrl=args.queue_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=1
         ).get("Messages", [])
         received = time.monotonic()
         empty = 0 if messages else empty + 1

@@ -80,12 +80,11 @@ from chaos import (
     emulator_calls,
     emulator_faults,
     enqueue,
-    queue_depth,
-    read_all,
     token_mix,
     worker_env,
 )
 
+from worker.aws.sqs_wire import drain, queue_depth
 from worker.core.events import token_ref
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import (
@@ -575,8 +574,10 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, shared: Shared) -
             pool.stop_all()
         finally:
             pool.kill_all()
-        tap = read_all(sqs, resources.tap_queue_url, system_attributes=["SentTimestamp"])
-        letters = read_all(sqs, resources.dlq_url)
+        tap = drain(
+            sqs, resources.tap_queue_url, empty_polls=3, system_attributes=["SentTimestamp"]
+        )
+        letters = drain(sqs, resources.dlq_url, empty_polls=3)
         left = sum(queue_depth(sqs, resources.queue_url))
         calls = emulator_calls(emulator)
     logs = {path.stem: path.read_text().splitlines() for path in sorted(log_dir.glob("*.log"))}

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from worker.aws.sqs_wire import MAX_BATCH
 from worker.core.events import ResolvedCustomer, customer_registered, encode
 from worker.core.request import RegistrationRequest
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 LANES: Final = 16
 POOL: Final = 64
-BATCH: Final = 10
 WAIT_SECONDS: Final = 1
 
 
@@ -118,7 +118,7 @@ async def handle_batch(
 async def lane(clients: Clients, args: argparse.Namespace, progress: Progress) -> None:
     while not progress.finished:
         answer = await clients.sqs.receive_message(
-            QueueUrl=args.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=WAIT_SECONDS
+            QueueUrl=args.queue_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=WAIT_SECONDS
         )
         received = time.monotonic()
         messages = answer.get("Messages", [])

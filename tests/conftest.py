@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 from mypy_boto3_sqs.client import SQSClient
 
+from worker.aws.sqs_wire import drain as drain  # the tests import it from here
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import LocalService, emulator_server, local_env, moto_server
 from worker.ops.provision import Resources, provision
@@ -106,26 +107,6 @@ def make_settings(resources: Resources, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def drain(sqs: SQSClient, queue_url: str, expected: int | None = None) -> list[Any]:
-    """Read every message from a queue (deleting them), with attributes."""
-    messages: list[Any] = []
-    empty_polls = 0
-    while empty_polls < 2 and (expected is None or len(messages) < expected):
-        answer = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        )
-        batch = answer.get("Messages", [])
-        empty_polls = 0 if batch else empty_polls + 1
-        for message in batch:
-            messages.append(message)
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
 
 
 def event_of(tap_message: Any, sink: Sink) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import REGION as LOCAL_REGION
 from tests.conftest import drain, unique_name
+from worker.aws.sqs_wire import queue_arn
 from worker.cli import main
 from worker.core.settings import Sink
 from worker.ops.provision import (
@@ -45,7 +46,6 @@ from worker.ops.provision import (
     Resources,
     create_queues,
     deny_without_tls,
-    queue_arn,
     rule_pattern,
 )
 
@@ -586,12 +586,26 @@ OPERATOR_COMMAND: Final = re.compile(r"\baws sqs ([a-z]+(?:-[a-z]+)+)")
 
 
 def dlq_modules() -> set[str]:
-    """The DLQ tool's modules (``worker.ops.dlq``, a module or a package) and what they
-    import from the ops layer."""
+    """The DLQ tool's modules: its command line (``worker.cli.dlq*``), its ops code
+    (``worker.ops.dlq``, a module or a package) and the AWS-layer modules they import
+    (the SQS wire helpers make some of its calls)."""
     root = WORKER / "ops" / "dlq"
     if root.is_dir():
-        return {f"worker.ops.dlq.{path.stem}" for path in root.glob("*.py")}
-    return {"worker.ops.dlq"}
+        modules = {f"worker.ops.dlq.{path.stem}" for path in root.glob("*.py")}
+    else:
+        modules = {"worker.ops.dlq"}
+    modules |= {f"worker.cli.{path.stem}" for path in (WORKER / "cli").glob("dlq*.py")}
+    return modules | aws_imports(modules)
+
+
+def aws_imports(modules: set[str]) -> set[str]:
+    """The ``worker.aws`` modules that these modules import."""
+    imported = set()
+    for module in modules:
+        for node in ast.walk(ast.parse(module_path(module).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("worker.aws"):
+                imported.add(str(node.module))
+    return imported
 
 
 def dlq_sources() -> list[Path]:
@@ -657,7 +671,9 @@ def test_operator_policy_grants_each_action_only_on_the_queue_it_is_used_on(
     SQS call is recorded with its queue. Peek, stats and replay read and delete on the
     DLQ only, replay and redrive send to the queue only: the policy grants that and
     no more (finding: it granted receive/delete on the live queue, send on the DLQ)."""
-    from worker.ops import dlq
+    from worker.cli import dlq
+    from worker.ops.dlq.redrive import MoveTask, move_task_status
+    from worker.ops.dlq.target import Target, sqs_client
 
     sqs = session.client("sqs")
     queue_url, dlq_url = create_queues(sqs, unique_name("op"), max_receives=3)
@@ -668,9 +684,9 @@ def test_operator_policy_grants_each_action_only_on_the_queue_it_is_used_on(
             for url_or_arn in (url, queue_arn(sqs, url))
         }
     )
-    real_client = dlq.sqs_client
+    real_client = sqs_client
 
-    def traced_client(target: dlq.Target) -> Any:
+    def traced_client(target: Target) -> Any:
         client = real_client(target)
         client.meta.events.register("before-parameter-build.sqs", trace.record)
         return client
@@ -682,9 +698,9 @@ def test_operator_policy_grants_each_action_only_on_the_queue_it_is_used_on(
     for command in (["stats"], ["peek"], ["replay", "--dry-run"], ["replay"], ["redrive"]):
         main(["dlq", *command])  # redrive: moto has no move tasks, but the calls are made
     with pytest.raises(ClientError):  # what `redrive --wait` polls; moto refuses it
-        dlq.move_task_status(
-            traced_client(dlq.Target(dlq_url, LOCAL_REGION)),
-            dlq.MoveTask("handle", queue_arn(sqs, dlq_url)),
+        move_task_status(
+            traced_client(Target(dlq_url, LOCAL_REGION)),
+            MoveTask("handle", queue_arn(sqs, dlq_url)),
         )
     capsys.readouterr()
     assert drain(sqs, queue_url), "replay sent the message to the queue"

@@ -33,11 +33,12 @@ from tests.e2e.test_worker import (
     test_same_token_twice_gives_the_same_event_id,
 )
 from tests.support import one_line, run_cli, send_all, stop_after, tag
+from worker.aws.sqs_wire import queue_arn
 from worker.core.dead_letter import REASON
 from worker.core.service import run_worker
 from worker.local.sandbox import LOCALSTACK_VENV, LocalService, localstack_server
-from worker.ops import dlq
-from worker.ops.provision import REDRIVE_MARGIN, Resources, queue_arn
+from worker.ops.dlq.redrive import start_redrive, wait_for_redrive
+from worker.ops.provision import REDRIVE_MARGIN, Resources
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -222,8 +223,8 @@ async def test_dlq_redrive_tool_moves_dead_letters_back(
 ) -> None:
     bodies = await dead_letter_invalid_tokens(sqs, resources, 4)
 
-    task = dlq.start_redrive(sqs, resources.dlq_url, destination=resources.queue_url)
-    final = dlq.wait_for_redrive(sqs, task, poll_seconds=0.2)
+    task = start_redrive(sqs, resources.dlq_url, destination=resources.queue_url)
+    final = wait_for_redrive(sqs, task, poll_seconds=0.2)
 
     assert final["Status"] == "COMPLETED"
     assert final["ApproximateNumberOfMessagesMoved"] == len(bodies)

@@ -28,7 +28,9 @@ from mypy_boto3_sqs.client import SQSClient
 
 from tests.conftest import REGION, drain, unique_name
 from worker.aws.sqs import ReceivedMessage
+from worker.aws.sqs_wire import chunks, queue_depth
 from worker.cli import build_parser, main
+from worker.cli.dlq import parse_duration, target_from
 from worker.core.dead_letter import (
     ERROR,
     FAILED_AT,
@@ -43,21 +45,12 @@ from worker.core.dead_letter import (
 from worker.core.errors import DeadLetterReason
 from worker.core.events import token_ref, token_sha256
 from worker.local.sandbox import LOCALSTACK_VENV, localstack_server
-from worker.ops.dlq import (
-    UNKNOWN_REASON,
-    AuditLog,
-    Decision,
-    DlqMessage,
-    Progress,
-    Replayer,
-    ReplayOptions,
-    decide,
-    escaped_prefix,
-    parse_duration,
-    queue_depth,
-    sqs_client,
-    target_from,
-)
+from worker.ops.dlq.audit import AuditLog
+from worker.ops.dlq.model import UNKNOWN_REASON, DlqMessage, escaped_prefix
+from worker.ops.dlq.pacing import Progress
+from worker.ops.dlq.replay import Replayer
+from worker.ops.dlq.selection import Decision, ReplayOptions, decide
+from worker.ops.dlq.target import sqs_client
 from worker.ops.provision import REDRIVE_MARGIN, create_queues
 
 if TYPE_CHECKING:
@@ -331,19 +324,21 @@ def test_peek_max_limits_the_listing(filled: Filled, capsys: pytest.CaptureFixtu
 # ----------------------------------------------------------------------------- replay
 
 
-def test_replay_moves_all_but_terminal_by_default(
+def test_replay_moves_all_but_terminal_and_malformed_by_default(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Issue 9: a plain replay leaves InvalidToken, ExpiredToken and MalformedMessage
+    letters in the DLQ, and says how many it skipped and why."""
     code, out, _ = run_cli([*filled.replay_args("--json")], capsys)
     assert code == 0
     summary = json.loads(out)
-    assert summary["moved"] == 5
-    assert summary["skipped"] == {"ExpiredToken": 1, "InvalidToken": 2}
+    assert summary["moved"] == 4
+    skipped = {"ExpiredToken": 1, "InvalidToken": 2, "MalformedMessage": 1}
+    assert summary["skipped"] == summary["skipped_by_default"] == skipped
     assert (summary["refused"], summary["failed"], summary["left_in_both"]) == (0, 0, 0)
 
     moved = drain(sqs, filled.queue_url)
-    expected = set(filled.bodies["RetriesExhausted"]) | {MALFORMED_BODY}
-    expected |= set(filled.bodies[UNKNOWN_REASON])
+    expected = set(filled.bodies["RetriesExhausted"]) | set(filled.bodies[UNKNOWN_REASON])
     assert sorted(bodies(moved)) == sorted(expected)
     for message in moved:
         attributes = string_attributes(message)
@@ -354,8 +349,33 @@ def test_replay_moves_all_but_terminal_by_default(
             assert attributes == {REPLAY_COUNT: "1"}
     left = drain(sqs, filled.dlq_url)
     assert sorted(bodies(left)) == sorted(
-        filled.bodies["InvalidToken"] + filled.bodies["ExpiredToken"]
+        filled.bodies["InvalidToken"] + filled.bodies["ExpiredToken"] + [MALFORMED_BODY]
     )
+
+
+def test_replay_moves_malformed_letters_when_named(
+    filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli([*filled.replay_args("--reason", "MalformedMessage", "--json")], capsys)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["moved"] == 1
+    assert summary["skipped_by_default"] == {}
+    assert bodies(drain(sqs, filled.queue_url)) == [MALFORMED_BODY]
+    assert_untouched(sqs, filled.dlq_url, 7)
+
+
+def test_plain_replay_says_what_it_skipped_by_default(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli([*filled.replay_args()], capsys)
+    assert code == 0
+    assert "  moved       4" in out
+    assert (
+        "  (4 skipped by default: ExpiredToken 1, InvalidToken 2, MalformedMessage 1."
+        " Tokens that can never resolve and bodies that can never parse stay in the DLQ;"
+        " name a reason with --reason to replay it, or add --include-terminal)"
+    ) in out
 
 
 def test_replay_reason_filter_and_max(
@@ -382,11 +402,15 @@ def test_replay_dry_run_changes_nothing(
     assert code == 0
     summary = json.loads(out)
     assert summary["dry_run"] is True
-    assert summary["moved"] == 5
+    assert summary["moved"] == 4
     assert Counter(item["reason"] for item in summary["would_move"]) == {
         "RetriesExhausted": 3,
-        "MalformedMessage": 1,
         UNKNOWN_REASON: 1,
+    }
+    assert summary["skipped_by_default"] == {
+        "ExpiredToken": 1,
+        "InvalidToken": 2,
+        "MalformedMessage": 1,
     }
     assert_untouched(sqs, filled.dlq_url, 8)
     assert queue_depth(sqs, filled.queue_url).total == 0
@@ -397,9 +421,10 @@ def test_replay_dry_run_human_output(filled: Filled, capsys: pytest.CaptureFixtu
     code, out, _ = run_cli([*filled.replay_args("--dry-run")], capsys)
     assert code == 0
     listed = [line for line in out.splitlines() if line.startswith("would move  ")]
-    assert len(listed) == 5
-    assert "  would move  5" in out
+    assert len(listed) == 4
+    assert "  would move  4" in out
     assert "dry run, nothing changed: 8 examined" in out
+    assert "4 skipped by default: ExpiredToken 1, InvalidToken 2, MalformedMessage 1." in out
     assert "--include-terminal" in out
     assert not any(body in out for body in filled.all_bodies)
 
@@ -799,8 +824,7 @@ def test_localstack_marks_what_its_redrive_policy_moved(
 
 def fill_many(sqs: SQSClient, dlq_url: str, count: int) -> set[str]:
     all_bodies = [new_token() for _ in range(count)]
-    for start in range(0, count, 10):
-        chunk = all_bodies[start : start + 10]
+    for chunk in chunks(all_bodies):
         sqs.send_message_batch(
             QueueUrl=dlq_url,
             Entries=[
@@ -954,7 +978,7 @@ def test_missing_dlq_url_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) 
     )
 
 
-def test_missing_destination_and_region_name_their_variables(
+def test_missing_destination_names_its_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     dlq = ["--dlq-url", "http://127.0.0.1:1/000000000000/q-dlq"]
@@ -962,10 +986,6 @@ def test_missing_destination_and_region_name_their_variables(
     assert (code, err.count("\n")) == (2, 1)
     assert "--to" in err
     assert "REGWORKER_QUEUE_URL" in err
-    code, _, err = run_cli(["dlq", "peek", *dlq], capsys)
-    assert (code, err.count("\n")) == (2, 1)
-    assert "--region" in err
-    assert "AWS_REGION" in err
     code, _, err = run_cli(["dlq", "replay", *dlq, "--region", REGION, "--to", dlq[1]], capsys)
     assert (code, err.count("\n")) == (2, 1)
     assert "must differ" in err
@@ -977,10 +997,24 @@ def test_settings_fall_back_to_the_environment(
     monkeypatch.setenv("REGWORKER_DLQ_URL", filled.dlq_url)
     monkeypatch.setenv("REGWORKER_QUEUE_URL", filled.queue_url)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("REGWORKER_AWS_REGION", REGION)
     code, out, _ = run_cli(["dlq", "replay", "--dry-run", "--json"], capsys)
     assert code == 0
     assert json.loads(out)["destination"] == filled.queue_url
+
+
+def test_region_follows_the_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --region is no error: REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION,
+    the profile's region (none here: no config file), else us-east-1."""
+    args = build_parser("dlq").parse_args(["dlq", "stats", "--dlq-url", "http://q/1/dlq"])
+    assert target_from(args, {"REGWORKER_AWS_REGION": "eu-west-3"}).region == "eu-west-3"
+    assert target_from(args, {"AWS_REGION": "eu-west-1"}).region == "eu-west-1"
+    assert target_from(args, {"AWS_DEFAULT_REGION": "ap-south-1"}).region == "ap-south-1"
+    assert target_from(args, {}).region == "us-east-1"
+    explicit = build_parser("dlq").parse_args(
+        ["dlq", "stats", "--dlq-url", "http://q/1/dlq", "--region", "sa-east-1"]
+    )
+    assert target_from(explicit, {"REGWORKER_AWS_REGION": "eu-west-3"}).region == "sa-east-1"
 
 
 def test_unreachable_endpoint_is_one_line_exit_1(
@@ -1079,6 +1113,11 @@ def test_decide() -> None:
     assert decide(dlq_message(None), default, now) is Decision.MOVE
     assert decide(dlq_message("InvalidToken"), default, now) is Decision.SKIP
     assert decide(dlq_message("ExpiredToken"), default, now) is Decision.SKIP
+    assert decide(dlq_message("MalformedMessage"), default, now) is Decision.SKIP
+    malformed = ReplayOptions(reasons=frozenset({"MalformedMessage"}))
+    assert decide(dlq_message("MalformedMessage"), malformed, now) is Decision.MOVE
+    included = ReplayOptions(include_terminal=True)
+    assert decide(dlq_message("MalformedMessage"), included, now) is Decision.MOVE
     named = ReplayOptions(reasons=frozenset({"ExpiredToken"}))
     assert decide(dlq_message("ExpiredToken"), named, now) is Decision.MOVE
     assert decide(dlq_message("RetriesExhausted"), named, now) is Decision.SKIP

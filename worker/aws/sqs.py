@@ -1,47 +1,35 @@
-"""The source queue: receive, delete and change visibility, the last two batched."""
+"""The source queue: receive, delete and change visibility, the last two batched.
+
+The wire details (batch size, batch answers, the message model) are in ``sqs_wire``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from worker.aws.sqs_wire import (
+    DEPTH_ATTRIBUTES,
+    MAX_BATCH,
+    BatchEntryError,
+    QueueDepth,
+    ReceivedMessage,
+    entry_outcomes,
+)
 from worker.core.batcher import Batcher
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageAttributeValueTypeDef, MessageTypeDef
 
-MAX_BATCH = 10
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    message_id: str
-    receipt_handle: str
-    body: str = field(repr=False)  # a token, or most of one: never in a repr
-    receive_count: int = 1
-    group_id: str | None = None
-    attributes: Mapping[str, MessageAttributeValueTypeDef] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
-
-    @classmethod
-    def from_sqs(cls, message: MessageTypeDef) -> ReceivedMessage:
-        system = message.get("Attributes", {})
-        return cls(
-            message_id=message["MessageId"],
-            receipt_handle=message["ReceiptHandle"],
-            body=message.get("Body", ""),
-            receive_count=int(system.get("ApproximateReceiveCount", "1")),
-            group_id=system.get("MessageGroupId"),
-            attributes=MappingProxyType(
-                cast(
-                    dict[str, "MessageAttributeValueTypeDef"], message.get("MessageAttributes", {})
-                )
-            ),
-        )
+# Re-exported: the worker's modules and tests know these names from here.
+__all__ = [
+    "MAX_BATCH",
+    "BatchEntryError",
+    "ReceivedMessage",
+    "SourceQueue",
+    "VisibilityChange",
+    "entry_outcomes",
+]
 
 
 @dataclass(frozen=True)
@@ -82,13 +70,9 @@ class SourceQueue:
         """Visible + in flight + delayed: zero means there is nothing left to do."""
         answer = await self.client.get_queue_attributes(
             QueueUrl=self.url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
+            AttributeNames=DEPTH_ATTRIBUTES,
         )
-        return sum(int(value) for value in answer.get("Attributes", {}).values())
+        return QueueDepth.from_attributes(answer.get("Attributes", {})).total
 
     async def close(self) -> None:
         await self._deletes.close()
@@ -112,30 +96,3 @@ class SourceQueue:
             ],
         )
         return entry_outcomes(len(changes), answer)
-
-
-class BatchEntryError(Exception):
-    """One entry of a batch call failed."""
-
-    def __init__(self, code: str, message: str, sender_fault: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.sender_fault = sender_fault
-
-
-MISSING_ENTRY: Final = "NoAnswerForEntry"
-
-
-def entry_outcomes(count: int, answer: Mapping[str, Any]) -> list[BaseException | None]:
-    """Map an SQS batch answer (entries by numeric Id) to one outcome per entry. An entry
-    in neither ``Successful`` nor ``Failed`` failed: nothing says it was done."""
-    outcomes: list[BaseException | None] = [
-        BatchEntryError(MISSING_ENTRY, "the batch answer does not mention this entry", False)
-    ] * count
-    for entry in answer.get("Successful", []):
-        outcomes[int(entry["Id"])] = None
-    for entry in answer.get("Failed", []):
-        outcomes[int(entry["Id"])] = BatchEntryError(
-            entry.get("Code", "Unknown"), entry.get("Message", ""), entry.get("SenderFault", False)
-        )
-    return outcomes

@@ -37,7 +37,7 @@ COMMANDS: Final = {
         "worker.cli.resolve_customer",
         "resolve a registration token, as `aws meteringmarketplace resolve-customer`",
     ),
-    "dlq": Command("worker.ops.dlq", "inspect and replay the dead-letter queue"),
+    "dlq": Command("worker.cli.dlq", "inspect and replay the dead-letter queue"),
     "provision": Command(
         "worker.cli.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
     ),

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from worker.aws.localstack import localstack_session
 from worker.aws.region import region_from
 from worker.core.faults import describe, error_code
 from worker.core.settings import Sink
@@ -35,7 +36,6 @@ from worker.ops.provision import (
     ProvisionError,
     Resources,
     localstack_env,
-    localstack_session,
     provision,
 )
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker.aws.sqs import MAX_BATCH, ReceivedMessage, SourceQueue
+from worker.aws.sqs import SourceQueue
+from worker.aws.sqs_wire import MAX_BATCH, ReceivedMessage
 from worker.core.errors import ConfigurationFault, RegworkerError
 from worker.core.fault_hold import FaultHold
 from worker.core.faults import classify_aws_error, describe

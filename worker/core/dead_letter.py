@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from worker.aws.sqs import ReceivedMessage, entry_outcomes
+from worker.aws.sqs_wire import MAX_BATCH, ReceivedMessage, entry_outcomes
 from worker.core.batcher import Batcher
 from worker.core.errors import DeadLetterReason
 
@@ -93,7 +93,11 @@ class DeadLetterQueue:
         self.url = dlq_url
         self._fifo = dlq_url.endswith(".fifo")
         self._batcher: Batcher[OutgoingLetter, None] = Batcher(
-            "dead-letter", self._send, linger=linger, size_of=lambda letter: letter.size
+            "dead-letter",
+            self._send,
+            max_size=MAX_BATCH,
+            linger=linger,
+            size_of=lambda letter: letter.size,
         )
 
     async def send(self, letter: DeadLetter) -> None:

@@ -21,7 +21,8 @@ from typing import Final, TypeVar
 
 import structlog
 
-from worker.aws.sqs import BatchEntryError, ReceivedMessage, SourceQueue
+from worker.aws.sqs import SourceQueue
+from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.dead_letter import DeadLetter, DeadLetterQueue
 from worker.core.errors import (
     ApiDisabled,

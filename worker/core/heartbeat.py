@@ -13,7 +13,8 @@ import time
 
 import structlog
 
-from worker.aws.sqs import BatchEntryError, ReceivedMessage, SourceQueue
+from worker.aws.sqs import SourceQueue
+from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.faults import describe
 
 log = structlog.get_logger(__name__)

@@ -15,10 +15,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import boto3
 
+from worker.aws.sqs_wire import MAX_BATCH, batch_results, chunks, drain
 from worker.core.events import token_sha256
 from worker.core.logs import configure_logging
 from worker.core.service import RunReport, run_worker
@@ -70,32 +72,14 @@ def demo_batch(good: int) -> list[Expected]:
 
 def enqueue(session: boto3.Session, queue_url: str, batch: list[Expected]) -> None:
     sqs = session.client("sqs")
-    for start in range(0, len(batch), 10):
-        chunk = batch[start : start + 10]
+    for chunk in chunks(batch, MAX_BATCH):
         answer = sqs.send_message_batch(
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "MessageBody": e.body} for i, e in enumerate(chunk)],
         )
-        if answer.get("Failed"):
-            raise RuntimeError(f"enqueue failed: {answer['Failed']}")
-
-
-def read_back(session: boto3.Session, queue_url: str) -> list[dict[str, object]]:
-    sqs = session.client("sqs")
-    messages: list[dict[str, object]] = []
-    while True:
-        answer = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-        )
-        batch = answer.get("Messages", [])
-        if not batch:
-            return messages
-        for message in batch:
-            messages.append(dict(message))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        failed = [r.error for r in batch_results(len(chunk), answer) if r.error is not None]
+        if failed:
+            raise RuntimeError(f"enqueue failed: {failed}")
 
 
 def demo_settings(resources: Resources) -> Settings:
@@ -123,8 +107,8 @@ def demo_settings(resources: Resources) -> Settings:
 def summarize(
     batch: list[Expected],
     report: RunReport,
-    events: list[dict[str, object]],
-    letters: list[dict[str, object]],
+    events: Sequence[Mapping[str, object]],
+    letters: Sequence[Mapping[str, object]],
     sink: Sink,
 ) -> tuple[str, bool]:
     published = {_event_hash(m, sink) for m in events}
@@ -153,13 +137,13 @@ def summarize(
     return "\n".join(lines), ok
 
 
-def _event_hash(message: dict[str, object], sink: Sink) -> str:
+def _event_hash(message: Mapping[str, object], sink: Sink) -> str:
     document = json.loads(str(message["Body"]))
     event = document["detail"] if sink is Sink.EVENTBRIDGE else document
     return str(event["token_sha256"])
 
 
-def _reason(message: dict[str, object]) -> str:
+def _reason(message: Mapping[str, object]) -> str:
     attributes = message.get("MessageAttributes")
     if isinstance(attributes, dict) and "dlq_reason" in attributes:
         return str(attributes["dlq_reason"]["StringValue"])
@@ -180,8 +164,9 @@ def run_demo(sink: Sink, good: int) -> int:
         settings = demo_settings(resources)
         configure_logging(settings.log_level, settings.log_format)
         report = asyncio.run(run_worker(settings, until_empty=True))
-        events = read_back(session, resources.tap_queue_url)
-        letters = read_back(session, resources.dlq_url)
+        sqs = session.client("sqs")
+        events = drain(sqs, resources.tap_queue_url, empty_polls=1)
+        letters = drain(sqs, resources.dlq_url, empty_polls=1)
     text, ok = summarize(batch, report, events, letters, sink)
     print(text)
     print(f"  total with start-up and clean-up: {time.monotonic() - started:.1f}s")

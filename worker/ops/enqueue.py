@@ -71,7 +71,6 @@ from botocore.config import Config
 
 from worker.aws.region import region_from
 from worker.ops.enqueue_requests import (
-    BATCH_SIZE,
     CALL_ERRORS,
     BatchRun,
     EnqueueFailed,
@@ -96,7 +95,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPTS",
-    "BATCH_SIZE",
     "CALL_BOUND_SECONDS",
     "AsyncEnqueuer",
     "EnqueueFailed",

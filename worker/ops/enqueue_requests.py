@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.aws.sqs_wire import MAX_BATCH, batch_results
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.core.errors import MalformedMessage, RegworkerError
 from worker.core.events import token_ref, token_sha256
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         SendMessageBatchResultTypeDef,
     )
 
-BATCH_SIZE: Final = 10
 MAX_FORM_FIELDS: Final = 50
 RESERVED_ATTRIBUTE_PREFIX: Final = "dlq_"
 # botocore's standard-mode backoff: before attempt n+1, a random pause of up to 2**(n-1) s.
@@ -366,17 +366,14 @@ class _Tally:
         self, batch: Sequence[_Pending], answer: SendMessageBatchResultTypeDef, last_try: bool
     ) -> list[_Pending]:
         """Record each entry's outcome; return the entries worth another try."""
-        answered = {entry["Id"]: entry["MessageId"] for entry in answer.get("Successful", [])}
-        errors = {entry["Id"]: entry for entry in answer.get("Failed", [])}
         retry: list[_Pending] = []
-        for position, item in enumerate(batch):
-            entry_id = str(position)
-            if entry_id in answered:
-                self.sent.append(SentToken(item.index, token_ref(item.token), answered[entry_id]))
+        for item, result in zip(batch, batch_results(len(batch), answer), strict=True):
+            error = result.error
+            if error is None:
+                self.sent.append(SentToken(item.index, token_ref(item.token), result.message_id))
                 continue
-            error = errors.get(entry_id)
-            reason = f"{error['Code']}: {error.get('Message', '')}" if error else "no answer"
-            if last_try or (error is not None and error["SenderFault"]):
+            reason = f"{error.code}: {error.message}" if error.answered else "no answer"
+            if last_try or error.sender_fault:
                 self.fail(item, reason)
             else:
                 retry.append(item)
@@ -399,7 +396,7 @@ def _prepare(
             batch.append(_Pending(index, token, build_body(token, offer_type)))
         except InvalidRequest as error:
             tally.fail(_Pending(index, token, ""), f"invalid: {error}")
-        if len(batch) == BATCH_SIZE:
+        if len(batch) == MAX_BATCH:
             yield batch
             batch = []
     if batch:

@@ -16,10 +16,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
+from worker.aws.localstack import LOCALSTACK_CREDENTIALS
+from worker.aws.sqs_wire import queue_arn
 from worker.core.events import EVENT_TYPE
 from worker.core.settings import Sink
 
@@ -133,11 +135,6 @@ class Resources:
 
 def rule_pattern(event_source: str) -> dict[str, list[str]]:
     return {"source": [event_source], "detail-type": [EVENT_TYPE]}
-
-
-def queue_arn(sqs: SQSClient, url: str) -> str:
-    answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return answer["Attributes"]["QueueArn"]
 
 
 def ensure_queue(
@@ -389,23 +386,6 @@ def _provision_eventbridge(
 
 
 # LocalStack takes any credentials; these are its documented ones (account 000000000000).
-LOCALSTACK_CREDENTIALS: Final = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-
-
-def localstack_session(region: str) -> boto3.Session:
-    try:
-        from localstack_client.session import Session as LocalStackSession
-    except ImportError:
-        raise ImportError(
-            "--localstack needs the 'local' extra: pip install 'regworker[local]'"
-        ) from None
-    # Not a boto3.Session, but it builds the same clients through the same client().
-    session = LocalStackSession(
-        aws_access_key_id=LOCALSTACK_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCALSTACK_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=region,
-    )
-    return cast(boto3.Session, session)
 
 
 def localstack_env(region: str) -> dict[str, str]:

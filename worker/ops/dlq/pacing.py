@@ -1,0 +1,114 @@
+"""Pacing a replay: how fast it sends, when it stops, and the progress bar it draws."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Final, TextIO
+
+from worker.aws.sqs_wire import MAX_BATCH
+
+PROGRESS_THRESHOLD: Final = 50
+PROGRESS_WIDTH: Final = 30
+
+
+class StopFlag:
+    """Counts stop requests (Ctrl-C); checked between batches."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.shielded = False  # handing messages back: a second Ctrl-C waits for it
+
+    def set(self) -> None:
+        self.requests += 1
+
+    def is_set(self) -> bool:
+        return self.requests > 0
+
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+
+@contextmanager
+def sigint_stops(stop: StopFlag) -> Iterator[None]:
+    """The first Ctrl-C asks the run to stop once the current batch is done; a second
+    one abandons that batch (KeyboardInterrupt), but not the handing back of what is
+    held; a third abandons even that. Lossless throughout: nothing unsent is deleted,
+    and a message not handed back reappears when its hold lapses."""
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if stop.requests >= 3 or (stop.requests == 2 and not stop.shielded):
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Pacer:
+    """Spaces sends so that at most ``rate`` messages go per second."""
+
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+
+    def batch_size(self) -> int:
+        return MAX_BATCH if self._rate is None else max(1, min(MAX_BATCH, int(self._rate)))
+
+    def wait(self, count: int, stop: StopFlag) -> bool:
+        """Wait for room to send ``count`` messages; False if asked to stop meanwhile."""
+        if self._rate is None:
+            return not stop.is_set()
+        start = max(self._clock(), self._next)
+        while (left := start - self._clock()) > 0:
+            if stop.is_set():
+                return False
+            self._sleep(min(0.05, left))
+        self._next = start + count / self._rate
+        return not stop.is_set()
+
+
+class Progress:
+    """A one-line bar on stderr, drawn only for long runs on a terminal."""
+
+    def __init__(self, stream: TextIO, total: int, clock: Callable[[], float] = time.monotonic):
+        self._stream = stream
+        self._total = max(total, 1)
+        self._enabled = total > PROGRESS_THRESHOLD and stream.isatty()
+        self._clock = clock
+        self._drawn_at = float("-inf")
+        self._drawn = False
+
+    def update(self, done: int, detail: str) -> None:
+        if not self._enabled or self._clock() - self._drawn_at < 0.1:
+            return
+        filled = min(PROGRESS_WIDTH, PROGRESS_WIDTH * done // self._total)
+        bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
+        self._stream.write(f"\r[{bar}] {done}/~{self._total} {detail}\x1b[K")
+        self._stream.flush()
+        self._drawn_at = self._clock()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._drawn = False
