@@ -280,6 +280,7 @@ async def test_a_sink_gone_after_start_keeps_the_message_unspent() -> None:
     assert ("configuration_fault", "sink") in held(logs)
     assert rig.publisher.events == []
     assert rig.dead_letters.letters == []
+    assert [stored.body for stored in rig.queue.left()] == [token]
     assert rig.queue.handed_back() == [token]
     again = await rig.receive_one()
     assert (again.body, again.receive_count) == (token, 2)  # one delivery spent
