@@ -24,7 +24,8 @@ Moved here from the end-to-end tests, with their assertions:
   test_hostile_bodies_are_dead_lettered_with_their_reasons; the end-to-end test keeps the
   bodies that test the wire (SQS's size cap, non-ASCII text, tokens sent to the emulator).
 - test_resilience.py::test_sink_outage_keeps_messages_until_it_is_back stays end to end
-  (a real socket cut); its outcome is also here: test_a_sink_outage_keeps_messages_in_hand.
+  (a real socket cut); its outcome is also here:
+  test_a_sink_outage_keeps_messages_in_hand_until_it_is_back.
 """
 
 from __future__ import annotations
