@@ -214,14 +214,6 @@ def dlq_by_body(sqs: SQSClient, resources: Resources) -> dict[str, dict[str, Any
     return {document["body"]: document["attributes"] for document in documents}
 
 
-def events_by_token_hash(sqs: SQSClient, resources: Resources) -> dict[str, dict[str, Any]]:
-    events = [event_of(m, resources.sink) for m in drain(sqs, resources.tap_queue_url)]
-    validator = schema_validator("customer-registered")
-    for event in events:
-        validator.validate(event)
-    return {event["token_sha256"]: event for event in events}
-
-
 async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
     """One real run of every outcome through the wire: good tokens (plain, form post,
     JSON, retried in place after throttles and 5xx, slow), and each dead-letter reason.
