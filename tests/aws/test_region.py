@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import drain, unique_name
+from tests.support import drain, unique_name
 from worker.aws.region import DEFAULT_REGION, region_from
 from worker.cli import main
 from worker.core.settings import load_settings

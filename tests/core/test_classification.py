@@ -90,8 +90,9 @@ def test_token_errors_are_rejections(code: str, status: int, reason: DeadLetterR
 @pytest.mark.parametrize("code", ["ThrottlingException", "Throttling", "TooManyRequests"])
 def test_throttling_is_a_transient_throttle(code: str) -> None:
     failure = classify_resolve_error(client_error(code))
-    assert isinstance(failure, ResolveThrottled)
-    assert isinstance(failure, TransientError)
+    assert type(failure) is ResolveThrottled
+    assert issubclass(ResolveThrottled, TransientError)  # retried, as every transient error
+    assert str(failure) == f"{code}: {code} happened here"
 
 
 @pytest.mark.parametrize(
@@ -133,17 +134,21 @@ def test_credential_and_permission_errors_are_configuration_faults(code: str, st
 
 def test_disabled_api_is_held_as_seller_wide_not_blamed_on_the_token() -> None:
     failure = classify_resolve_error(client_error("DisabledApiException"))
-    assert isinstance(failure, ApiDisabled)
-    assert isinstance(failure, ConfigurationFault)
-    assert not isinstance(failure, Rejected)
+    assert type(failure) is ApiDisabled
+    assert str(failure) == "DisabledApiException: DisabledApiException happened here"
+    # Held as a configuration fault (the probe decides), never dead-lettered as it comes.
+    assert issubclass(ApiDisabled, ConfigurationFault)
+    assert not issubclass(ApiDisabled, Rejected)
 
 
 def test_registration_expired_token_is_not_the_sts_expired_token() -> None:
     registration = classify_resolve_error(client_error("ExpiredTokenException"))
     session = classify_resolve_error(client_error("ExpiredToken"))
-    assert isinstance(registration, Rejected)
+    assert type(registration) is Rejected
     assert registration.reason is DeadLetterReason.EXPIRED_TOKEN
-    assert isinstance(session, ConfigurationFault)
+    assert registration.detail == "ExpiredTokenException: ExpiredTokenException happened here"
+    assert type(session) is ConfigurationFault
+    assert str(session) == "ExpiredToken: ExpiredToken happened here"
 
 
 @pytest.mark.parametrize(
@@ -172,8 +177,9 @@ def test_transport_and_credential_failures(
 def test_a_token_botocore_refuses_to_send_is_malformed() -> None:
     error = ParamValidationError(report="Invalid type for parameter RegistrationToken")
     failure = classify_resolve_error(error)
-    assert isinstance(failure, MalformedMessage)
-    assert "RegistrationToken" in failure.detail
+    assert type(failure) is MalformedMessage
+    assert failure.reason is DeadLetterReason.MALFORMED_MESSAGE
+    assert failure.detail == "botocore refused the token as a RegistrationToken value"
 
 
 def test_other_clients_errors() -> None:
@@ -236,14 +242,16 @@ async def test_emulated_token_errors_are_rejections(
     metering: MarketplaceMeteringClient, token: str, reason: DeadLetterReason
 ) -> None:
     failure = await failure_of(metering, token)
-    assert isinstance(failure, Rejected)
+    assert type(failure) is Rejected
     assert failure.reason is reason
+    assert failure.detail.startswith(f"{reason.value}Exception: ")
 
 
 async def test_emulated_throttle_is_a_throttle(metering: MarketplaceMeteringClient) -> None:
     token = f"throttle-1-{uuid.uuid4()}"
     failure = await failure_of(metering, token)
-    assert isinstance(failure, ResolveThrottled)
+    assert type(failure) is ResolveThrottled
+    assert str(failure).startswith("ThrottlingException: ")
     answer = await metering.resolve_customer(RegistrationToken=token)  # once only
     assert answer["ProductCode"] == DEFAULT_PRODUCT_CODE
 
@@ -258,7 +266,9 @@ async def test_a_token_of_the_wrong_type_never_leaves_the_client(
     metering: MarketplaceMeteringClient,
 ) -> None:
     failure = await failure_of(metering, 12345)
-    assert isinstance(failure, MalformedMessage)
+    assert type(failure) is MalformedMessage
+    assert failure.reason is DeadLetterReason.MALFORMED_MESSAGE
+    assert "12345" not in str(failure)  # the value (a token) never reaches a log line
 
 
 async def test_rejected_credentials_are_a_configuration_fault() -> None:
@@ -342,7 +352,9 @@ async def test_resolve_does_not_retry_a_rejection(metering: MarketplaceMeteringC
 def test_credential_chain_failures_are_configuration_faults(error: Exception) -> None:
     """An expired SSO session or a role that cannot be assumed is the worker's fault:
     held, never retried as a passing error until the token is RetriesExhausted."""
-    assert isinstance(classify_aws_error(error), ConfigurationFault)
+    failure = classify_aws_error(error)
+    assert type(failure) is ConfigurationFault
+    assert str(failure) == str(error)
 
 
 @pytest.mark.parametrize(

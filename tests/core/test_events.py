@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import schema_validator
+from tests.support import schema_validator
 from worker.core.errors import MalformedMessage
 from worker.core.events import (
     EVENT_ID_NAMESPACE,

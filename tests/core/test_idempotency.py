@@ -14,7 +14,7 @@ import pytest
 from aiobotocore.session import get_session
 from types_aiobotocore_dynamodb.client import DynamoDBClient
 
-from tests.conftest import REGION
+from tests.support import REGION
 from worker.core.idempotency import CLOCK_SKEW_SECONDS, Claim, IdempotencyStore
 
 
@@ -137,3 +137,16 @@ async def test_a_claim_whose_answer_was_lost_is_found_to_be_ones_own(
     assert again.status is Claim.CLAIMED
     other = await store.claim("e6", lease_seconds=30, owner="message-2")
     assert other.status is Claim.BUSY
+
+
+async def test_a_completed_claim_drops_every_later_delivery(store: IdempotencyStore) -> None:
+    """The record a publish leaves: COMPLETE, kept for the TTL, and every later claim of
+    the token (a redelivery, a second worker) is told it is done."""
+    claimed = await store.claim("e-done", lease_seconds=30)
+    await store.complete("e-done", owner=claimed.owner)
+    done = await record(store, "e-done")
+    assert done["status"] == "COMPLETE"
+    assert "lease_until" not in done
+    assert int(done["expires_at"]) > time.time() + 3600 - 60  # the fixture's TTL: one hour
+    for owner in (None, claimed.owner):
+        assert (await store.claim("e-done", 30, owner)).status is Claim.DONE

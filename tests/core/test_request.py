@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import schema_validator
+from tests.support import schema_validator
 from worker.core.errors import DeadLetterReason, MalformedMessage
 from worker.core.events import token_ref
 from worker.core.request import (

@@ -3,13 +3,12 @@ CLI turns a bad setting into one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from worker.core.settings import Settings, SettingsError, Sink, load_settings, unknown_variables
+from tests.support import regworker
+from worker.core.settings import SettingsError, Sink, load_settings, unknown_variables
 from worker.local.sandbox import clean_environ
 
 QUEUE_URL = "http://127.0.0.1:4566/000000000000/registrations"
@@ -162,27 +161,17 @@ def test_dotenv_in_the_working_directory_is_read_and_the_environment_wins(
 
 
 def test_overrides_beat_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("REGWORKER_MAX_IN_FLIGHT", "9")
     settings = load_settings(max_in_flight=3, queue_url=QUEUE_URL + ".fifo")
     assert settings.max_in_flight == 3
+    assert settings.queue_url == QUEUE_URL + ".fifo"
     assert settings.is_fifo
-    assert isinstance(settings, Settings)
-
-
-def run_cli(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", "run"],
-        cwd=tmp_path,  # no .env to read
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    assert settings.dlq_url == DLQ_URL  # what no override names still comes from the environment
 
 
 def test_cli_with_a_missing_queue_url_exits_2_with_one_line(tmp_path: Path) -> None:
     env = clean_environ() | {"REGWORKER_DLQ_URL": DLQ_URL}
-    done = run_cli(tmp_path, env)
+    done = regworker(["run"], env, tmp_path)  # no .env to read
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
@@ -195,7 +184,7 @@ def test_cli_names_a_bad_setting_from_dotenv(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         f"REGWORKER_QUEUE_URL={QUEUE_URL}\nREGWORKER_DLQ_URL={DLQ_URL}\nREGWORKER_SINK=sns\n"
     )
-    done = run_cli(tmp_path, clean_environ())
+    done = regworker(["run"], clean_environ(), tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "REGWORKER_TOPIC_ARN" in done.stderr
@@ -266,7 +255,7 @@ def test_run_warns_of_a_misspelt_variable_from_the_environment_or_dotenv(tmp_pat
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
     }
-    done = run_cli(tmp_path, env)
+    done = regworker(["run"], env, tmp_path)
     assert done.returncode == 2
     warning = next(line for line in done.stderr.splitlines() if "unknown_settings" in line)
     assert "REGWORKER_SINKK (did you mean REGWORKER_SINK?)" in warning

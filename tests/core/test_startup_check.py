@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_sqs.client import SQSClient
 
-from tests.support import one_line, run_cli, send_all, tag
+from tests.support import one_line, run_until_empty, send_all, tag
 from worker.core.startup_check import refused_for_good
 from worker.local.sandbox import (
     LocalService,
@@ -32,7 +32,7 @@ def test_a_queue_that_does_not_exist(
     resources: Resources, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     missing = resources.queue_url.rsplit("/", 1)[0] + f"/missing-{tag()}"
-    line = one_line(run_cli(resources, aws_env, tmp_path, REGWORKER_QUEUE_URL=missing))
+    line = one_line(run_until_empty(resources, aws_env, tmp_path, REGWORKER_QUEUE_URL=missing))
     assert line.startswith("regworker run: REGWORKER_QUEUE_URL: no such queue")
     assert missing in line
 
@@ -41,7 +41,9 @@ def test_a_queue_that_does_not_exist(
 def test_a_bus_that_does_not_exist(
     resources: Resources, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = run_cli(resources, aws_env, tmp_path, REGWORKER_EVENT_BUS_NAME=f"nobus-{tag()}")
+    result = run_until_empty(
+        resources, aws_env, tmp_path, REGWORKER_EVENT_BUS_NAME=f"nobus-{tag()}"
+    )
     assert "REGWORKER_EVENT_BUS_NAME: no such EventBridge bus" in one_line(result)
 
 
@@ -51,7 +53,7 @@ def test_missing_credentials(resources: Resources, aws_env: dict[str, str], tmp_
     env = {k: v for k, v in env.items() if k != "AWS_SECRET_ACCESS_KEY"}
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    line = one_line(run_cli(resources, env, tmp_path))
+    line = one_line(run_until_empty(resources, env, tmp_path))
     assert "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID" in line
 
 
@@ -60,7 +62,7 @@ def test_an_endpoint_where_nothing_listens(
     resources: Resources, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    result = run_cli(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": dead}, tmp_path)
+    result = run_until_empty(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": dead}, tmp_path)
     line = one_line(result)
     assert line.startswith("regworker run: AWS_ENDPOINT_URL_SQS: queue ")
     assert f"did not answer at {dead}" in line
@@ -73,7 +75,7 @@ def test_a_metering_endpoint_that_is_not_resolve_customer(
     """AWS_ENDPOINT_URL_MARKETPLACE_METERING forgotten: ResolveCustomer goes to the
     endpoint that serves everything else, which does not serve it."""
     env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL_MARKETPLACE_METERING"}
-    line = one_line(run_cli(resources, env, tmp_path))
+    line = one_line(run_until_empty(resources, env, tmp_path))
     assert line.startswith("regworker run: AWS_ENDPOINT_URL_MARKETPLACE_METERING: ")
     assert moto.url in line
 
@@ -84,7 +86,7 @@ def test_refused_credentials_name_the_service(
 ) -> None:
     with emulator_server(["--reject-access-key", aws_env["AWS_ACCESS_KEY_ID"]]) as strict:
         env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": strict.url}
-        line = one_line(run_cli(resources, env, tmp_path))
+        line = one_line(run_until_empty(resources, env, tmp_path))
     assert "AWS credentials refused by ResolveCustomer (UnrecognizedClientException)" in line
 
 
@@ -97,7 +99,7 @@ def test_throttling_at_start_is_retried_not_reported(
     with emulator_server() as emulator:
         env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url}
         set_emulator_fault(emulator.url, "ThrottlingException", 2.0)
-        result = run_cli(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="20")
+        result = run_until_empty(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="20")
     assert result.returncode == 0, result.stderr
     assert "published=1" in result.stderr.splitlines()[-1]
 
@@ -135,7 +137,7 @@ def test_an_endpoint_that_never_answers_is_reported_within_the_check_time(
     own read timeout (35 s for SQS) three times over."""
     with silent_endpoint() as silent:
         started = time.monotonic()
-        result = run_cli(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": silent}, tmp_path)
+        result = run_until_empty(resources, {**aws_env, "AWS_ENDPOINT_URL_SQS": silent}, tmp_path)
         took = time.monotonic() - started
     assert "AWS_ENDPOINT_URL_SQS" in one_line(result)
     assert took < 15
@@ -148,7 +150,7 @@ def test_a_seller_wide_disabled_api_is_named_at_start(
     with emulator_server() as emulator:
         set_emulator_fault(emulator.url, "DisabledApiException", 60)
         env = {**aws_env, "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url}
-        line = one_line(run_cli(resources, env, tmp_path))
+        line = one_line(run_until_empty(resources, env, tmp_path))
     assert "ResolveCustomer answers DisabledApiException" in line
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.conftest import unique_name
+from tests.support import unique_name
 from worker.cli import build_parser, main
 from worker.core.settings import Settings, Sink
 from worker.ops.provision import ResourceNames

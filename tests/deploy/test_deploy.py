@@ -26,8 +26,8 @@ import yaml
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
-from tests.conftest import REGION as LOCAL_REGION
-from tests.conftest import drain, unique_name
+from tests.support import REGION as LOCAL_REGION
+from tests.support import drain, unique_name
 from worker.aws.sqs_wire import queue_arn
 from worker.cli import main
 from worker.core.settings import Sink

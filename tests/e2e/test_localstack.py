@@ -3,10 +3,14 @@ DLQ move task (StartMessageMoveTask) that moto lacks.
 
 The module overrides the conftest ``moto`` fixture with LocalStack, so ``aws_env``,
 ``session``, ``sqs`` and ``resources`` (and the worker's own clients, through
-AWS_ENDPOINT_URL) all talk to LocalStack; the ResolveCustomer emulator stays. The tests
-imported from tests/e2e/test_worker.py run here with these fixtures, all but
-test_publish_failure_keeps_the_message: LocalStack's PutEvents accepts events for a bus
-that does not exist (AWS refuses them), so its SNS twin below takes its place.
+AWS_ENDPOINT_URL) all talk to LocalStack; the ResolveCustomer emulator stays. The
+scenarios tests/e2e/test_worker.py runs on moto run here too, shared through
+tests/support.py (``every_outcome``, ``cli_run_until_empty``): the run of every outcome
+per sink (which also checks that no published body carries its token) and the command
+line. The outcome matrix case by case (duplicates, credentials refused) runs in-process,
+the same whatever serves AWS (tests/core/test_handler.py). LocalStack's PutEvents
+accepts events for a bus that does not exist (AWS refuses them), so the SNS test below
+takes the place of the in-process "sink gone" case on the wire.
 
 `make localstack` installs LocalStack. Without it these tests are skipped, except in CI
 (``CI`` set), where they fail: CI must never skip them silently.
@@ -24,15 +28,17 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from tests.conftest import drain, make_settings
-from tests.e2e.test_worker import (
-    test_cli_run_until_empty,
-    test_events_never_carry_the_token,
-    test_every_outcome,
-    test_rejected_credentials_never_blame_the_token,
-    test_same_token_twice_gives_the_same_event_id,
+from tests.support import (
+    cli_run_until_empty,
+    drain,
+    every_outcome,
+    make_settings,
+    one_line,
+    run_until_empty,
+    send_all,
+    stop_after,
+    tag,
 )
-from tests.support import one_line, run_cli, send_all, stop_after, tag
 from worker.aws.sqs_wire import queue_arn
 from worker.core.dead_letter import REASON
 from worker.core.service import run_worker
@@ -44,14 +50,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef
-
-__all__ = [
-    "test_cli_run_until_empty",
-    "test_events_never_carry_the_token",
-    "test_every_outcome",
-    "test_rejected_credentials_never_blame_the_token",
-    "test_same_token_twice_gives_the_same_event_id",
-]
 
 IN_CI = os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
 INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
@@ -68,6 +66,17 @@ def moto() -> Iterator[LocalService]:
         pytest.fail(f"{MISSING} (CI is set: these tests must run, not skip)")
     with localstack_server() as service:
         yield service
+
+
+async def test_every_outcome(sqs: SQSClient, resources: Resources) -> None:
+    await every_outcome(sqs, resources)
+
+
+@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
+def test_cli_run_until_empty(
+    sqs: SQSClient, resources: Resources, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli_run_until_empty(sqs, resources, aws_env, tmp_path)
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
@@ -99,7 +108,7 @@ def test_forgotten_metering_endpoint_stops_at_start(
     that passes: one line, exit 2, at once (not after the retry time)."""
     env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL_MARKETPLACE_METERING"}
     started = time.monotonic()
-    result = run_cli(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="30")
+    result = run_until_empty(resources, env, tmp_path, REGWORKER_STARTUP_CHECK_SECONDS="30")
     line = one_line(result)
     assert time.monotonic() - started < 25
     assert line.startswith("regworker run: AWS_ENDPOINT_URL_MARKETPLACE_METERING: ")

@@ -1,5 +1,18 @@
-"""The worker under trouble: slow work, shutdowns, duplicates, FIFO groups, outages and
-failing DLQ sends, all against real moto server and emulator processes."""
+"""The worker under trouble where the wire matters: heartbeats and visibility on a real
+queue, signals to a real process, real sockets cut by a proxy, batch answers from real
+services, SNS FIFO deduplication, a faulty ResolveCustomer emulator.
+
+Moved in-process, with their assertions (tests/core/test_consumer.py and
+test_handler.py name the test that now holds each):
+test_shutdown_finishes_started_and_hands_back_the_rest,
+test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut,
+test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back,
+test_idempotency_table_gives_one_event_per_token,
+test_fifo_failure_holds_back_only_its_group,
+test_a_dlq_gone_after_start_holds_the_poison_message_until_it_is_back,
+test_a_dead_receive_loop_is_never_silent and
+test_a_receive_refused_while_the_probe_passes_backs_off.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +24,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import MutableMapping, Sequence
+from collections.abc import MutableMapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
 from mypy_boto3_sqs.client import SQSClient
 from structlog.testing import capture_logs
 
-from tests.conftest import REGION, drain, event_of, make_settings, unique_name
-from tests.support import send_all, stop_after, tag
+from tests.support import REGION, drain, event_of, make_settings, send_all, tag, unique_name
 from tests.tcp_proxy import FlakyProxy, flaky_proxy
-from worker.aws.sqs import ReceivedMessage, SourceQueue
-from worker.core import service
-from worker.core.consumer import Consumer, ReceiveLoopDied
-from worker.core.dead_letter import DeadLetterQueue, OutgoingLetter
+from worker.aws.sqs import SourceQueue
 from worker.core.errors import PublishError
 from worker.core.events import event_id_for
-from worker.core.fault_hold import FaultHold
-from worker.core.flow_control import FlowController, Pacer
 from worker.core.heartbeat import VisibilityHeartbeat
-from worker.core.probes import Component
 from worker.core.publisher import Event, Outgoing, SnsPublisher
 from worker.core.service import RunReport, run_worker
 from worker.core.settings import Sink
@@ -108,95 +112,6 @@ async def test_heartbeat_keeps_a_slow_message_invisible(
 
 
 @pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_shutdown_finishes_started_and_hands_back_the_rest(
-    sqs: SQSClient, resources: Resources
-) -> None:
-    tokens = [f"slow-1500-{tag()}" for _ in range(20)]
-    send_all(sqs, resources.queue_url, tokens)
-    settings = make_settings(resources, max_in_flight=20, resolve_rate_limit=4)
-    started = time.monotonic()
-    report = await run_worker(settings, stop=stop_after(1.5))
-    took = time.monotonic() - started
-    published = report.tally.outcomes["published"]
-    assert 1 <= published < len(tokens)
-    assert took < 1.5 + settings.shutdown_grace_seconds + 3
-    # Handed back with visibility 0: readable at once, not after the 10 s timeout.
-    left = drain(sqs, resources.queue_url)
-    assert len(left) == len(tokens) - published
-    assert len(events(sqs, resources)) == published
-    assert drain(sqs, resources.dlq_url) == []
-
-
-class SlowSns(SnsPublisher):
-    """Publishes after a pause, and says when a publish has started."""
-
-    sending = asyncio.Event()
-
-    async def _send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
-        SlowSns.sending.set()
-        await asyncio.sleep(3.0)
-        return await super()._send(events)
-
-
-class SlowDeadLetters(DeadLetterQueue):
-    sending = asyncio.Event()
-
-    async def _send(self, letters: Sequence[OutgoingLetter]) -> list[BaseException | None]:
-        SlowDeadLetters.sending.set()
-        await asyncio.sleep(3.0)
-        return await super()._send(letters)
-
-
-async def stop_when(started: asyncio.Event) -> asyncio.Event:
-    stop = asyncio.Event()
-    started.clear()
-
-    async def watch() -> None:
-        await started.wait()
-        stop.set()
-
-    _watchers.add(asyncio.create_task(watch()))
-    return stop
-
-
-_watchers: set[asyncio.Task[None]] = set()
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut(
-    sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The grace period (1 s) ends while the event is being published (3 s): cutting the
-    lane then would leave a published token on the queue, to be published again."""
-    monkeypatch.setattr(
-        service,
-        "build_publisher",
-        lambda settings, clients: SlowSns(clients.sns, settings.topic_arn, linger=0.01),
-    )
-    send_all(sqs, resources.queue_url, [f"grace-{tag()}"])
-    settings = make_settings(resources, shutdown_grace_seconds=1)
-    report = await run_worker(settings, stop=await stop_when(SlowSns.sending))
-    assert report.tally.outcomes == {"published": 1}
-    assert len(events(sqs, resources)) == 1
-    assert drain(sqs, resources.queue_url) == []  # deleted, not left to come back
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back(
-    sqs: SQSClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Dead-lettering a malformed message never reaches the pacer, so it was not
-    "started": shutdown handed it back while its DLQ send went on, two DLQ copies."""
-    monkeypatch.setattr(service, "DeadLetterQueue", SlowDeadLetters)
-    send_all(sqs, resources.queue_url, ["not a token at all"])
-    settings = make_settings(resources, shutdown_grace_seconds=5)
-    report = await run_worker(settings, stop=await stop_when(SlowDeadLetters.sending))
-    assert report.tally.outcomes == {"dead_lettered": 1}
-    assert len(drain(sqs, resources.dlq_url)) == 1
-    assert drain(sqs, resources.queue_url) == []
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
 async def test_fifo_messages_behind_a_slow_head_are_kept_invisible_from_receipt(
     sqs: SQSClient, resources: Resources
 ) -> None:
@@ -246,75 +161,6 @@ def test_sigterm_exits_zero_and_loses_nothing(
     left = len(drain(sqs, resources.queue_url))
     assert published + left == len(tokens)
     assert published >= 1
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_idempotency_table_gives_one_event_per_token(
-    sqs: SQSClient, session: boto3.Session, resources: Resources
-) -> None:
-    table = unique_name("idem")
-    dynamodb = session.client("dynamodb")
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    token = f"twice-{tag()}"
-    other = f"once-{tag()}"
-    send_all(
-        sqs,
-        resources.queue_url,
-        [token, token, f"x-amzn-marketplace-token={token}", token, other],
-    )
-    settings = make_settings(
-        resources, idempotency_table=table, requeue_base_seconds=1, visibility_timeout_seconds=30
-    )
-    reports = await asyncio.gather(
-        run_worker(settings, until_empty=True), run_worker(settings, until_empty=True)
-    )
-    published = events(sqs, resources)
-    assert sorted(e["event_id"] for e in published) == sorted(
-        [event_id_for(token), event_id_for(other)]
-    )
-    duplicates = sum(r.tally.outcomes["duplicate"] for r in reports)
-    assert duplicates >= 3  # 3, or more when SQS delivers a message twice
-    item = dynamodb.get_item(TableName=table, Key={"event_id": {"S": event_id_for(token)}})
-    assert item["Item"]["status"]["S"] == "COMPLETE"
-    assert int(item["Item"]["expires_at"]["N"]) > time.time() + 24 * 3600
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_fifo_failure_holds_back_only_its_group(sqs: SQSClient, resources: Resources) -> None:
-    queue_url, dlq_url = create_queues(sqs, unique_name(), max_receives=5, fifo=True)
-    fifo = dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url, max_receives=5)
-    t = tag()
-    group_a = [f"error-12-{t}-a1", f"a2-{t}", f"a3-{t}"]  # a1 needs several deliveries
-    group_b = [f"b1-{t}", f"b2-{t}"]
-    for group, bodies in (("A", group_a), ("B", group_b)):
-        for n, body in enumerate(bodies):
-            sqs.send_message(
-                QueueUrl=queue_url,
-                MessageBody=body,
-                MessageGroupId=group,
-                MessageDeduplicationId=f"{group}-{n}-{t}",
-            )
-    settings = make_settings(fifo, retry_max_seconds=0.1, resolve_budget_seconds=0.3)
-    with capture_logs() as logs:
-        await run_worker(settings, until_empty=True)
-    assert any(entry["event"] == "retry_in_hand" for entry in logs)
-    # a1 was retried in hand: neither it nor a2 and a3 behind it went back to the queue,
-    # so no receive count was spent on a failure that was not theirs.
-    assert not [entry for entry in logs if entry["event"] in {"requeued", "handed_back"}]
-    order = {
-        e["event_id"]: e["occurred_at"] for e in events(sqs, resources)
-    }  # occurred_at: when each was resolved
-    assert len(order) == 5
-    a = [order[event_id_for(body)] for body in group_a]
-    b = [order[event_id_for(body)] for body in group_b]
-    assert a == sorted(a)  # group A kept its order through a1's failures
-    assert b == sorted(b)
-    assert b[-1] < a[0]  # group B did not wait for group A
 
 
 async def run_through_outage(
@@ -382,39 +228,6 @@ async def test_sink_outage_keeps_messages_until_it_is_back(
     assert drain(sqs, resources.dlq_url) == []
 
 
-@pytest.mark.parametrize("resources", ["eventbridge"], indirect=True)
-async def test_a_dlq_gone_after_start_holds_the_poison_message_until_it_is_back(
-    sqs: SQSClient, resources: Resources
-) -> None:
-    """The DLQ is deleted after start-up: the invalid token waits in hand (not handed
-    back, its receive count untouched) and goes to the DLQ once it exists again."""
-    dlq_name = resources.dlq_url.rsplit("/", 1)[1]
-    token = f"invalid-{tag()}"
-    stop = asyncio.Event()
-
-    def delete_the_dlq(_consumer: object) -> None:
-        sqs.delete_queue(QueueUrl=resources.dlq_url)
-        send_all(sqs, resources.queue_url, [token])
-
-    async def recreate_later() -> None:
-        await asyncio.sleep(4.0)
-        assert sqs.create_queue(QueueName=dlq_name)["QueueUrl"] == resources.dlq_url
-        await asyncio.sleep(4.0)
-        stop.set()
-
-    with capture_logs() as logs:
-        recreating = asyncio.create_task(recreate_later())
-        report = await run_worker(make_settings(resources), stop, on_consumer=delete_the_dlq)
-        await recreating
-    held = [(e["event"], e["component"]) for e in logs if "component" in e]
-    assert held[0] == ("configuration_fault", "dead_letter_queue")
-    assert ("fault_cleared", "dead_letter_queue") in held
-    assert report.tally.outcomes == {"dead_lettered": 1}
-    letters = drain(sqs, resources.dlq_url, expected=1)
-    assert [m["Body"] for m in letters] == [token]
-    assert letters[0]["MessageAttributes"]["dlq_receive_count"]["StringValue"] == "1"
-
-
 class OversizeOneEntry(SnsPublisher):
     """Makes SNS refuse one entry of a batch (a message over 256 KiB)."""
 
@@ -451,71 +264,6 @@ def _event(n: int, *, refuse: bool) -> Event:
         "metadata": {"refuse": "yes"} if refuse else {},
         "n": n,
     }
-
-
-class BrokenQueue(SourceQueue):
-    """A receive that fails with a bug, not an AWS error."""
-
-    def __init__(self) -> None:
-        pass
-
-    async def receive(
-        self, max_messages: int, wait_seconds: int, visibility_timeout: int
-    ) -> list[ReceivedMessage]:
-        raise ZeroDivisionError("a bug in the receive path")
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_a_dead_receive_loop_is_never_silent(resources: Resources) -> None:
-    settings = make_settings(resources)
-    queue = BrokenQueue()
-    consumer = Consumer(
-        settings,
-        queue,
-        handler=SimpleNamespace(started=set()),  # type: ignore[arg-type]  # never handles
-        heartbeat=VisibilityHeartbeat(queue, 10),
-        hold=FaultHold({}, max_wait=1),
-        pacer=Pacer(FlowController(10, start_rate=10)),
-    )
-    with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
-        await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=10)
-
-
-class RefusingQueue(SourceQueue):
-    """ReceiveMessage is denied, as by a policy that still allows GetQueueAttributes."""
-
-    def __init__(self) -> None:
-        self.receives = 0
-
-    async def receive(
-        self, max_messages: int, wait_seconds: int, visibility_timeout: int
-    ) -> list[ReceivedMessage]:
-        self.receives += 1
-        raise ClientError(
-            {"Error": {"Code": "AccessDenied", "Message": "not sqs:ReceiveMessage"}},
-            "ReceiveMessage",
-        )
-
-
-@pytest.mark.parametrize("resources", ["sns"], indirect=True)
-async def test_a_receive_refused_while_the_probe_passes_backs_off(resources: Resources) -> None:
-    """The probe (GetQueueAttributes) gets through, the receive does not: the loop must
-    back off, not spin report, probe, receive at full speed."""
-
-    async def probe_passes() -> None:
-        return None
-
-    queue = RefusingQueue()
-    consumer = Consumer(
-        make_settings(resources, receive_concurrency=1),
-        queue,
-        handler=SimpleNamespace(started=set(), finishing=set()),  # type: ignore[arg-type]
-        heartbeat=VisibilityHeartbeat(queue, 10),
-        hold=FaultHold({Component.SOURCE_QUEUE: probe_passes}, max_wait=60),
-        pacer=Pacer(FlowController(10, start_rate=10)),
-    )
-    await consumer.run(stop_after(3.5))
-    assert 2 <= queue.receives <= 5  # at once, then after 1 and 2 s
 
 
 def test_fifo_end_to_end_with_an_sns_fifo_topic(sqs: SQSClient, session: boto3.Session) -> None:

@@ -26,7 +26,7 @@ import boto3
 import pytest
 from mypy_boto3_sqs.client import SQSClient
 
-from tests.conftest import REGION, drain, unique_name
+from tests.support import REGION, drain, run_command, unique_name
 from worker.aws.sqs import ReceivedMessage
 from worker.aws.sqs_wire import chunks, queue_depth
 from worker.cli import build_parser, main
@@ -169,12 +169,6 @@ def filled(sqs: SQSClient) -> Filled:
     return filled
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_untouched(sqs: SQSClient, dlq_url: str, count: int) -> None:
     """Every message is back and visible at once, none in flight."""
     depth = queue_depth(sqs, dlq_url)
@@ -205,7 +199,7 @@ def test_stats_json_counts_by_reason(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = datetime.now(UTC) - timedelta(seconds=5)
-    code, out, _ = run_cli(["dlq", "stats", *filled.args("--json")], capsys)
+    code, out, _ = run_command(capsys, "dlq", "stats", *filled.args("--json"))
     assert code == 0
     report = json.loads(out)
     assert report["approximate"] == {"visible": 8, "in_flight": 0, "delayed": 0}
@@ -227,7 +221,7 @@ def test_stats_json_counts_by_reason(
 
 
 def test_stats_table_is_readable(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["dlq", "stats", *filled.args()], capsys)
+    code, out, _ = run_command(capsys, "dlq", "stats", *filled.args())
     assert code == 0
     rows = {line.split("  ")[0].strip(): line.split() for line in out.splitlines() if line}
     assert rows["RetriesExhausted"][1] == "3"
@@ -238,7 +232,7 @@ def test_stats_table_is_readable(filled: Filled, capsys: pytest.CaptureFixture[s
 
 def test_stats_of_an_empty_dlq(sqs: SQSClient, capsys: pytest.CaptureFixture[str]) -> None:
     _, dlq_url = create_queues(sqs, unique_name("dlq"), max_receives=3)
-    code, out, _ = run_cli(["dlq", "stats", "--dlq-url", dlq_url, "--region", REGION], capsys)
+    code, out, _ = run_command(capsys, "dlq", "stats", "--dlq-url", dlq_url, "--region", REGION)
     assert code == 0
     assert "The DLQ is empty." in out
 
@@ -249,7 +243,7 @@ def test_stats_of_an_empty_dlq(sqs: SQSClient, capsys: pytest.CaptureFixture[str
 def test_peek_shows_messages_without_consuming_or_leaking_tokens(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(["dlq", "peek", *filled.args("--max", "20")], capsys)
+    code, out, _ = run_command(capsys, "dlq", "peek", *filled.args("--max", "20"))
     assert code == 0
     assert out.startswith("8 message(s), left in the DLQ:")
     for reason, reason_bodies in filled.bodies.items():
@@ -267,8 +261,8 @@ def test_peek_shows_messages_without_consuming_or_leaking_tokens(
 
 
 def test_peek_json_filters_by_reason(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(
-        ["dlq", "peek", *filled.args("--reason", "invalidtoken", "--json")], capsys
+    code, out, _ = run_command(
+        capsys, "dlq", "peek", *filled.args("--reason", "invalidtoken", "--json")
     )
     assert code == 0
     messages = json.loads(out)["messages"]
@@ -284,13 +278,11 @@ def test_peek_json_filters_by_reason(filled: Filled, capsys: pytest.CaptureFixtu
 def test_peek_json_of_malformed_and_unknown(
     filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(
-        [
-            "dlq",
-            "peek",
-            *filled.args("--reason", "MalformedMessage", "--reason", "Unknown", "--json"),
-        ],
+    code, out, _ = run_command(
         capsys,
+        "dlq",
+        "peek",
+        *filled.args("--reason", "MalformedMessage", "--reason", "Unknown", "--json"),
     )
     assert code == 0
     by_reason = {message["reason"]: message for message in json.loads(out)["messages"]}
@@ -316,7 +308,7 @@ def test_peek_json_of_malformed_and_unknown(
 
 
 def test_peek_max_limits_the_listing(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["dlq", "peek", *filled.args("--max", "3", "--json")], capsys)
+    code, out, _ = run_command(capsys, "dlq", "peek", *filled.args("--max", "3", "--json"))
     assert code == 0
     assert len(json.loads(out)["messages"]) == 3
 
@@ -329,7 +321,7 @@ def test_replay_moves_all_but_terminal_and_malformed_by_default(
 ) -> None:
     """Issue 9: a plain replay leaves InvalidToken, ExpiredToken and MalformedMessage
     letters in the DLQ, and says how many it skipped and why."""
-    code, out, _ = run_cli([*filled.replay_args("--json")], capsys)
+    code, out, _ = run_command(capsys, *filled.replay_args("--json"))
     assert code == 0
     summary = json.loads(out)
     assert summary["moved"] == 4
@@ -356,7 +348,9 @@ def test_replay_moves_all_but_terminal_and_malformed_by_default(
 def test_replay_moves_malformed_letters_when_named(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli([*filled.replay_args("--reason", "MalformedMessage", "--json")], capsys)
+    code, out, _ = run_command(
+        capsys, *filled.replay_args("--reason", "MalformedMessage", "--json")
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary["moved"] == 1
@@ -368,7 +362,7 @@ def test_replay_moves_malformed_letters_when_named(
 def test_plain_replay_says_what_it_skipped_by_default(
     filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli([*filled.replay_args()], capsys)
+    code, out, _ = run_command(capsys, *filled.replay_args())
     assert code == 0
     assert "  moved       4" in out
     assert (
@@ -381,8 +375,8 @@ def test_plain_replay_says_what_it_skipped_by_default(
 def test_replay_reason_filter_and_max(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(
-        [*filled.replay_args("--reason", "RetriesExhausted", "--max", "2", "--json")], capsys
+    code, out, _ = run_command(
+        capsys, *filled.replay_args("--reason", "RetriesExhausted", "--max", "2", "--json")
     )
     assert code == 0
     assert json.loads(out)["moved"] == 2
@@ -396,8 +390,8 @@ def test_replay_dry_run_changes_nothing(
     filled: Filled, sqs: SQSClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     audit = tmp_path / "audit.jsonl"
-    code, out, _ = run_cli(
-        [*filled.replay_args("--dry-run", "--json", "--audit-log", str(audit))], capsys
+    code, out, _ = run_command(
+        capsys, *filled.replay_args("--dry-run", "--json", "--audit-log", str(audit))
     )
     assert code == 0
     summary = json.loads(out)
@@ -418,7 +412,7 @@ def test_replay_dry_run_changes_nothing(
 
 
 def test_replay_dry_run_human_output(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli([*filled.replay_args("--dry-run")], capsys)
+    code, out, _ = run_command(capsys, *filled.replay_args("--dry-run"))
     assert code == 0
     listed = [line for line in out.splitlines() if line.startswith("would move  ")]
     assert len(listed) == 4
@@ -432,12 +426,12 @@ def test_replay_dry_run_human_output(filled: Filled, capsys: pytest.CaptureFixtu
 def test_replay_terminal_reasons_when_named_or_included(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli([*filled.replay_args("--reason", "InvalidToken", "--json")], capsys)
+    code, out, _ = run_command(capsys, *filled.replay_args("--reason", "InvalidToken", "--json"))
     assert code == 0
     assert json.loads(out)["moved"] == 2
     assert sorted(bodies(drain(sqs, filled.queue_url))) == sorted(filled.bodies["InvalidToken"])
 
-    code, out, _ = run_cli([*filled.replay_args("--include-terminal", "--json")], capsys)
+    code, out, _ = run_command(capsys, *filled.replay_args("--include-terminal", "--json"))
     assert code == 0
     assert json.loads(out)["moved"] == 6
     assert queue_depth(sqs, filled.dlq_url).total == 0
@@ -453,14 +447,14 @@ def test_replay_refuses_messages_replayed_too_often(
     put(sqs, dlq_url, fresh, letter_attributes(fresh, R.RETRIES_EXHAUSTED))
     argv = ["dlq", "replay", "--dlq-url", dlq_url, "--to", queue_url, "--region", REGION]
 
-    code, out, _ = run_cli([*argv, "--json"], capsys)
+    code, out, _ = run_command(capsys, *argv, "--json")
     assert code == 0
     summary = json.loads(out)
     assert (summary["moved"], summary["refused"]) == (1, 1)
     assert bodies(drain(sqs, queue_url)) == [fresh]
     assert_untouched(sqs, dlq_url, 1)
 
-    code, out, _ = run_cli([*argv, "--max-replays", "5"], capsys)
+    code, out, _ = run_command(capsys, *argv, "--max-replays", "5")
     assert code == 0
     assert "moved       1" in out
     [moved] = drain(sqs, queue_url)
@@ -476,9 +470,9 @@ def test_replay_by_age(sqs: SQSClient, capsys: pytest.CaptureFixture[str]) -> No
     put(sqs, dlq_url, recent, letter_attributes(recent, R.RETRIES_EXHAUSTED))
     argv = ["dlq", "replay", "--dlq-url", dlq_url, "--to", queue_url, "--region", REGION]
 
-    assert run_cli([*argv, "--older-than", "2h"], capsys)[0] == 0
+    assert run_command(capsys, *argv, "--older-than", "2h")[0] == 0
     assert bodies(drain(sqs, queue_url)) == [old]
-    assert run_cli([*argv, "--newer-than", "1h30m"], capsys)[0] == 0
+    assert run_command(capsys, *argv, "--newer-than", "1h30m")[0] == 0
     assert bodies(drain(sqs, queue_url)) == [recent]
     assert queue_depth(sqs, dlq_url).total == 0
 
@@ -488,8 +482,8 @@ def test_replay_audit_log(
 ) -> None:
     audit = tmp_path / "audit.jsonl"
     audit.write_text('{"earlier": "line"}\n')
-    code, _, _ = run_cli(
-        [*filled.replay_args("--reason", "RetriesExhausted", "--audit-log", str(audit))], capsys
+    code, _, _ = run_command(
+        capsys, *filled.replay_args("--reason", "RetriesExhausted", "--audit-log", str(audit))
     )
     assert code == 0
     text = audit.read_text()
@@ -513,7 +507,7 @@ def test_replay_audit_log(
 def test_replay_audit_log_that_cannot_be_opened_is_exit_2(
     filled: Filled, sqs: SQSClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli([*filled.replay_args("--audit-log", str(tmp_path))], capsys)
+    code, out, err = run_command(capsys, *filled.replay_args("--audit-log", str(tmp_path)))
     assert code == 2
     assert out == ""
     assert err.startswith(f"regworker dlq replay: --audit-log: cannot open {tmp_path}: ")
@@ -537,7 +531,7 @@ def test_replay_fifo_keeps_group_and_dedups_on_replay_count(
         )
     assert len(dlq_ids) == 3
     argv = ["dlq", "replay", "--dlq-url", dlq_url, "--to", queue_url, "--region", REGION]
-    code, out, _ = run_cli([*argv, "--json"], capsys)
+    code, out, _ = run_command(capsys, *argv, "--json")
     assert code == 0
     assert json.loads(out)["moved"] == 3
 
@@ -575,10 +569,10 @@ def test_peek_and_dry_run_show_no_text_of_a_malformed_body(
     args = ["--dlq-url", dlq_url, "--region", REGION]
 
     outputs = [
-        run_cli(["dlq", "peek", *args], capsys)[1],
-        run_cli(["dlq", "peek", *args, "--json"], capsys)[1],
-        run_cli(["dlq", "replay", *args, "--to", queue_url, "--dry-run"], capsys)[1],
-        run_cli(["dlq", "replay", *args, "--to", queue_url, "--dry-run", "--json"], capsys)[1],
+        run_command(capsys, "dlq", "peek", *args)[1],
+        run_command(capsys, "dlq", "peek", *args, "--json")[1],
+        run_command(capsys, "dlq", "replay", *args, "--to", queue_url, "--dry-run")[1],
+        run_command(capsys, "dlq", "replay", *args, "--to", queue_url, "--dry-run", "--json")[1],
     ]
 
     for out in outputs:
@@ -662,7 +656,7 @@ def test_attributes_forged_by_a_sender_do_not_steer_replay(
     )
     args = ["--dlq-url", dlq_url, "--region", REGION]
 
-    code, out, _ = run_cli(["dlq", "peek", *args, "--json"], capsys)
+    code, out, _ = run_command(capsys, "dlq", "peek", *args, "--json")
     assert code == 0
     peeked = {message["message_id"]: message for message in json.loads(out)["messages"]}
     # The redrive policy keeps the MessageId (moto, like SQS and LocalStack).
@@ -674,10 +668,10 @@ def test_attributes_forged_by_a_sender_do_not_steer_replay(
         assert (message["error"], message["receive_count"]) == (None, None)
         assert message["token_ref"] == token_ref(body)  # from the body, not the forged hash
     assert peeked[sent[invalid]]["ignored_attributes"] == 5
-    code, out, _ = run_cli(["dlq", "peek", *args], capsys)
+    code, out, _ = run_command(capsys, "dlq", "peek", *args)
     assert "5 dlq_* attribute(s) ignored, not the worker's" in out
 
-    code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url, "--json"], capsys)
+    code, out, _ = run_command(capsys, "dlq", "replay", *args, "--to", queue_url, "--json")
     assert code == 0
     summary = json.loads(out)
     assert (summary["moved"], summary["skipped"], summary["refused"]) == (2, {}, 1)
@@ -685,7 +679,7 @@ def test_attributes_forged_by_a_sender_do_not_steer_replay(
     assert (refused["message_id"], refused["replay_count"]) == (sent[tired], 999999)
     assert sorted(bodies(drain(sqs, queue_url))) == sorted([expired, invalid])
 
-    code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url], capsys)
+    code, out, _ = run_command(capsys, "dlq", "replay", *args, "--to", queue_url)
     assert code == 0
     assert (
         f"refused     {sent[tired]}  {UNKNOWN_REASON}  replay_count 999999 (from the message)"
@@ -693,8 +687,8 @@ def test_attributes_forged_by_a_sender_do_not_steer_replay(
     ) in out
     assert "replay_count is read from the message, and whoever sent it can set it" in out
 
-    code, out, _ = run_cli(
-        ["dlq", "replay", *args, "--to", queue_url, "--max-replays", "1000000", "--json"], capsys
+    code, out, _ = run_command(
+        capsys, "dlq", "replay", *args, "--to", queue_url, "--max-replays", "1000000", "--json"
     )
     assert json.loads(out)["moved"] == 1
     [moved] = drain(sqs, queue_url)
@@ -713,7 +707,7 @@ def test_a_replay_count_that_is_not_a_count_is_none(
     sender = {REPLAY_COUNT: count} if count else {}
     put(sqs, dlq_url, body, letter_attributes(body, R.RETRIES_EXHAUSTED, sender=sender))
     args = ["--dlq-url", dlq_url, "--region", REGION, "--to", queue_url, "--json"]
-    code, out, _ = run_cli(["dlq", "replay", *args], capsys)
+    code, out, _ = run_command(capsys, "dlq", "replay", *args)
     assert code == 0
     assert json.loads(out)["moved"] == 1
     [moved] = drain(sqs, queue_url)
@@ -804,7 +798,7 @@ def test_localstack_marks_what_its_redrive_policy_moved(
         put(sqs, dlq_url, letter_body, letter_attributes(letter_body, R.EXPIRED_TOKEN))
         args = ["--dlq-url", dlq_url, "--region", REGION]
 
-        code, out, _ = run_cli(["dlq", "peek", *args, "--json"], capsys)
+        code, out, _ = run_command(capsys, "dlq", "peek", *args, "--json")
         peeked = {message["message_id"]: message for message in json.loads(out)["messages"]}
         moved = peeked.pop(sent[good])  # LocalStack keeps the MessageId too
         assert moved["reason"] == UNKNOWN_REASON
@@ -812,7 +806,7 @@ def test_localstack_marks_what_its_redrive_policy_moved(
         [letter] = peeked.values()
         assert letter["reason"] == "ExpiredToken"
 
-        code, out, _ = run_cli(["dlq", "replay", *args, "--to", queue_url, "--json"], capsys)
+        code, out, _ = run_command(capsys, "dlq", "replay", *args, "--to", queue_url, "--json")
         assert code == 0
         summary = json.loads(out)
         assert (summary["moved"], summary["skipped"]) == (1, {"ExpiredToken": 1})
@@ -970,7 +964,7 @@ def test_interrupt_between_send_and_delete_leaves_a_duplicate_not_a_loss(
 
 
 def test_missing_dlq_url_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["dlq", "stats", "--region", REGION], capsys)
+    code, out, err = run_command(capsys, "dlq", "stats", "--region", REGION)
     assert code == 2
     assert out == ""
     assert (
@@ -982,11 +976,11 @@ def test_missing_destination_names_its_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     dlq = ["--dlq-url", "http://127.0.0.1:1/000000000000/q-dlq"]
-    code, _, err = run_cli(["dlq", "replay", *dlq, "--region", REGION], capsys)
+    code, _, err = run_command(capsys, "dlq", "replay", *dlq, "--region", REGION)
     assert (code, err.count("\n")) == (2, 1)
     assert "--to" in err
     assert "REGWORKER_QUEUE_URL" in err
-    code, _, err = run_cli(["dlq", "replay", *dlq, "--region", REGION, "--to", dlq[1]], capsys)
+    code, _, err = run_command(capsys, "dlq", "replay", *dlq, "--region", REGION, "--to", dlq[1])
     assert (code, err.count("\n")) == (2, 1)
     assert "must differ" in err
 
@@ -998,7 +992,7 @@ def test_settings_fall_back_to_the_environment(
     monkeypatch.setenv("REGWORKER_QUEUE_URL", filled.queue_url)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.setenv("REGWORKER_AWS_REGION", REGION)
-    code, out, _ = run_cli(["dlq", "replay", "--dry-run", "--json"], capsys)
+    code, out, _ = run_command(capsys, "dlq", "replay", "--dry-run", "--json")
     assert code == 0
     assert json.loads(out)["destination"] == filled.queue_url
 
@@ -1023,9 +1017,8 @@ def test_unreachable_endpoint_is_one_line_exit_1(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    code, _, err = run_cli(
-        ["dlq", "stats", "--dlq-url", "http://127.0.0.1:9/000000000000/q", "--region", REGION],
-        capsys,
+    code, _, err = run_command(
+        capsys, "dlq", "stats", "--dlq-url", "http://127.0.0.1:9/000000000000/q", "--region", REGION
     )
     assert code == 1
     assert err.startswith("regworker dlq stats: ")
@@ -1063,7 +1056,7 @@ def test_help_has_examples(action: str, capsys: pytest.CaptureFixture[str]) -> N
 def test_redrive_on_moto_says_it_is_not_supported(
     filled: Filled, sqs: SQSClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(["dlq", "redrive", *filled.args("--wait")], capsys)
+    code, out, err = run_command(capsys, "dlq", "redrive", *filled.args("--wait"))
     assert code == 1
     assert out == ""
     assert err == (

@@ -26,9 +26,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.config import Config
 
-from tests.conftest import drain, make_settings, schema_validator, unique_name
-from tests.support import tag
-from worker.cli import main
+from tests.support import drain, make_settings, run_command, schema_validator, tag, unique_name
 from worker.cli.enqueue import ProgressBar, TokenLine
 from worker.core.events import token_ref, token_sha256
 from worker.core.request import parse_body
@@ -606,18 +604,14 @@ async def test_the_web_path_gives_up_within_its_bound_when_stalled(
 # ---------------------------------------------------------------- regworker enqueue
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["enqueue", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.usefixtures("aws_env")
 def test_cli_sends_arguments(
     sqs: SQSClient, queue_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     t = tag()
-    code, out, err = run_cli(capsys, "--queue-url", queue_url, f"tok-{t}-1", f"tok-{t}-2")
+    code, out, err = run_command(
+        capsys, "enqueue", "--queue-url", queue_url, f"tok-{t}-1", f"tok-{t}-2"
+    )
 
     assert (code, out, err) == (0, "sent 2, failed 0\n", "")
     assert set(bodies_by_token(sqs, queue_url, 2)) == {f"tok-{t}-1", f"tok-{t}-2"}
@@ -636,7 +630,9 @@ def test_cli_file_skips_comments_and_reports_failures_without_tokens(
     path.write_text(f"# a comment\ntok-{t}-1\n\n   \nbad token {t}\n  tok-{t}-2  \n")
     monkeypatch.setenv("REGWORKER_QUEUE_URL", queue_url)
 
-    code, out, err = run_cli(capsys, "--file", str(path), "--offer-type", "free-trial")
+    code, out, err = run_command(
+        capsys, "enqueue", "--file", str(path), "--offer-type", "free-trial"
+    )
 
     assert code == 1
     assert out == "sent 2, failed 1\n"
@@ -658,7 +654,9 @@ def test_cli_reads_stdin_and_prints_json(
     t = tag()
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"tok-{t}-1\n#skip\ninvalid token\n"))
 
-    code, out, err = run_cli(capsys, "--queue-url", queue_url, "--file", "-", "--json")
+    code, out, err = run_command(
+        capsys, "enqueue", "--queue-url", queue_url, "--file", "-", "--json"
+    )
 
     assert (code, err) == (1, "")
     report = json.loads(out)
@@ -689,7 +687,7 @@ def test_cli_reads_stdin_and_prints_json(
 def test_cli_usage_errors(
     args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(capsys, *args)
+    code, out, err = run_command(capsys, "enqueue", *args)
     assert (code, out) == (2, "")
     assert expected in err
     assert err.count("\n") == 1

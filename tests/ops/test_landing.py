@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from examples.landing import LandingConfig, create_app
-from tests.conftest import drain, unique_name
+from tests.support import drain, unique_name
 from worker.core.events import token_ref
 from worker.core.request import parse_body
 from worker.local.sandbox import free_port

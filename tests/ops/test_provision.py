@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import drain, unique_name
+from tests.support import drain, run_command, unique_name
 from worker.cli import main
 from worker.core.events import EVENT_TYPE
 from worker.core.settings import Settings, Sink
@@ -51,12 +51,6 @@ LOCALSTACK_INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
 IN_CI = os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["provision", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def parse_env(text: str) -> dict[str, str]:
     pairs = [line.split("=", 1) for line in text.splitlines()]
     assert all(len(pair) == 2 for pair in pairs), text
@@ -64,7 +58,7 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 def provisioned(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, str]:
-    code, out, err = run_cli(capsys, *args)
+    code, out, err = run_command(capsys, "provision", *args)
     assert code == 0, err
     return parse_env(out)
 
@@ -144,7 +138,9 @@ def test_eventbridge_queue_dlq_bus_and_rule(
     moto: LocalService, session: boto3.Session, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = unique_name("prov")
-    code, out, err = run_cli(capsys, "--name", name, "--max-receives", "3", "--tap")
+    code, out, err = run_command(
+        capsys, "provision", "--name", name, "--max-receives", "3", "--tap"
+    )
     assert code == 0, err
     env = parse_env(out)
     assert list(env) == EVENTBRIDGE_KEYS
@@ -316,7 +312,7 @@ def test_table_with_another_key_is_refused(
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    code, out, err = run_cli(capsys, "--name", name, "--idempotency-table")
+    code, out, err = run_command(capsys, "provision", "--name", name, "--idempotency-table")
     assert (code, out) == (1, "")
     assert f"table {name}-idempotency: exists with key schema" in err
     assert "Traceback" not in err
@@ -328,7 +324,7 @@ def test_changed_max_receives_updates_the_existing_queue(
     name = unique_name("prov")
     provisioned(capsys, "--name", name, "--max-receives", "3")
     queues = inventory(session, name)["queues"]
-    code, out, err = run_cli(capsys, "--name", name, "--max-receives", "6")
+    code, out, err = run_command(capsys, "provision", "--name", name, "--max-receives", "6")
     assert code == 0
     assert f"queue {name}: existed with other attributes, updated them" in err
     env = parse_env(out)
@@ -382,7 +378,9 @@ def test_tap_json_names_the_tap_queue(
     session: boto3.Session, capsys: pytest.CaptureFixture[str], sink: str
 ) -> None:
     name = unique_name("prov")
-    code, out, err = run_cli(capsys, "--name", name, "--sink", sink, "--tap", "--json")
+    code, out, err = run_command(
+        capsys, "provision", "--name", name, "--sink", sink, "--tap", "--json"
+    )
     assert code == 0, err
     printed = json.loads(out)
     tap = ResourceNames(name).tap(Sink(sink))
@@ -390,7 +388,7 @@ def test_tap_json_names_the_tap_queue(
     assert printed["REGWORKER_TAP_QUEUE_URL"] == tap_url
     without_tap = provisioned(capsys, "--name", name, "--sink", sink)
     assert {key: value for key, value in printed.items() if key in without_tap} == without_tap
-    code, out, _ = run_cli(capsys, "--name", name, "--sink", sink, "--json")
+    code, out, _ = run_command(capsys, "provision", "--name", name, "--sink", sink, "--json")
     assert "REGWORKER_TAP_QUEUE_URL" not in json.loads(out)
 
 
@@ -408,8 +406,16 @@ def test_localstack_output_is_all_enqueue_needs(
     monkeypatch.setenv("LOCALSTACK_HOST", moto.url.removeprefix("http://"))
     name = unique_name("prov")
     dotenv = tmp_path / ".env"
-    code, out, err = run_cli(
-        capsys, "--localstack", "--name", name, "--region", "eu-west-3", "--output", str(dotenv)
+    code, out, err = run_command(
+        capsys,
+        "provision",
+        "--localstack",
+        "--name",
+        name,
+        "--region",
+        "eu-west-3",
+        "--output",
+        str(dotenv),
     )
     assert (code, out) == (0, ""), err
     written = parse_env(dotenv.read_text())
@@ -448,7 +454,7 @@ def test_unreachable_endpoint_is_one_line_and_exit_1(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     started = time.monotonic()
-    code, out, err = run_cli(capsys, "--name", unique_name("prov"))
+    code, out, err = run_command(capsys, "provision", "--name", unique_name("prov"))
     assert (code, out) == (1, "")
     assert err.startswith("regworker provision: ")
     assert err.count("\n") == 1
@@ -462,7 +468,7 @@ def test_missing_credentials_is_a_settings_error(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    code, out, err = run_cli(capsys, "--name", unique_name("prov"))
+    code, out, err = run_command(capsys, "provision", "--name", unique_name("prov"))
     assert (code, out) == (2, "")
     assert err == "regworker provision: Unable to locate credentials\n"
 

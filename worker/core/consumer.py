@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker.aws.sqs import SourceQueue
 from worker.aws.sqs_wire import MAX_BATCH, ReceivedMessage
 from worker.core.errors import ConfigurationFault, RegworkerError
 from worker.core.fault_hold import FaultHold
@@ -29,6 +28,7 @@ from worker.core.faults import classify_aws_error, describe
 from worker.core.flow_control import Pacer
 from worker.core.handler import MessageHandler
 from worker.core.heartbeat import VisibilityHeartbeat
+from worker.core.ports import MessageQueue
 from worker.core.probes import Component
 from worker.core.settings import Settings
 
@@ -108,7 +108,7 @@ class Consumer:
     def __init__(
         self,
         settings: Settings,
-        queue: SourceQueue,
+        queue: MessageQueue,
         handler: MessageHandler,
         heartbeat: VisibilityHeartbeat,
         hold: FaultHold,

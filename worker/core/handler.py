@@ -21,9 +21,8 @@ from typing import Final, TypeVar
 
 import structlog
 
-from worker.aws.sqs import SourceQueue
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
-from worker.core.dead_letter import DeadLetter, DeadLetterQueue
+from worker.core.dead_letter import DeadLetter
 from worker.core.errors import (
     ApiDisabled,
     ConfigurationFault,
@@ -44,11 +43,12 @@ from worker.core.fault_hold import FaultHold
 from worker.core.faults import classify_aws_error, describe
 from worker.core.flow_control import Pacer
 from worker.core.heartbeat import VisibilityHeartbeat
-from worker.core.idempotency import Claim, ClaimResult, IdempotencyStore
+from worker.core.idempotency import Claim, ClaimResult
+from worker.core.ports import ClaimStore, CustomerResolver, DeadLetterSink, MessageQueue
 from worker.core.probes import Component
 from worker.core.publisher import Publisher
 from worker.core.request import RegistrationRequest, parse_body
-from worker.core.resolver import Resolver, ResolveThrottled
+from worker.core.resolver import ResolveThrottled
 from worker.core.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -87,14 +87,14 @@ class Tally:
 
 @dataclass(frozen=True)
 class Collaborators:
-    queue: SourceQueue
-    resolver: Resolver
+    queue: MessageQueue
+    resolver: CustomerResolver
     pacer: Pacer
     publisher: Publisher
-    dead_letters: DeadLetterQueue
+    dead_letters: DeadLetterSink
     heartbeat: VisibilityHeartbeat
     hold: FaultHold
-    idempotency: IdempotencyStore | None = None
+    idempotency: ClaimStore | None = None
 
 
 class Interrupted(RegworkerError):

@@ -13,9 +13,9 @@ import time
 
 import structlog
 
-from worker.aws.sqs import SourceQueue
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.faults import describe
+from worker.core.ports import MessageQueue
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ GONE = frozenset(
 
 
 class VisibilityHeartbeat:
-    def __init__(self, queue: SourceQueue, visibility_timeout: int) -> None:
+    def __init__(self, queue: MessageQueue, visibility_timeout: int) -> None:
         self._queue = queue
         self._timeout = visibility_timeout
         self._held: dict[str, tuple[ReceivedMessage, float]] = {}

@@ -19,6 +19,7 @@ from worker.core.flow_control import FlowController, Pacer
 from worker.core.handler import Collaborators, MessageHandler, Tally
 from worker.core.heartbeat import VisibilityHeartbeat
 from worker.core.idempotency import IdempotencyStore
+from worker.core.ports import ClaimStore
 from worker.core.probes import Component, probes_for
 from worker.core.publisher import EventBridgePublisher, Publisher, SnsPublisher
 from worker.core.resolver import Resolver
@@ -147,7 +148,7 @@ def endpoints(clients: AwsClients) -> dict[Component, str]:
     return found
 
 
-def keep_leases(settings: Settings, store: IdempotencyStore | None) -> asyncio.Task[None]:
+def keep_leases(settings: Settings, store: ClaimStore | None) -> asyncio.Task[None]:
     """Renew idempotency leases at the heartbeat's pace while messages are in hand."""
     interval = max(0.5, settings.visibility_timeout_seconds / 5)
     if store is None:

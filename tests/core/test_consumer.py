@@ -1,0 +1,167 @@
+"""The receive loop in-process (``Consumer`` over the fakes of tests/core/fakes.py):
+the in-flight bound, shutdown and its grace period, FIFO lanes, a dead or refused receive.
+
+Moved here from the end-to-end tests, with their assertions:
+
+- test_worker.py::test_never_holds_more_than_max_in_flight ->
+  test_never_holds_more_than_max_in_flight (deterministic: the fake queue counts what is
+  in flight at every receive, instead of a thread sampling SQS's approximate count)
+- test_resilience.py::test_shutdown_finishes_started_and_hands_back_the_rest ->
+  test_shutdown_finishes_started_and_hands_back_the_rest
+- test_resilience.py::test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut
+  -> test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut
+- test_resilience.py::test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back
+  -> test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back
+- test_resilience.py::test_fifo_failure_holds_back_only_its_group ->
+  test_fifo_failure_holds_back_only_its_group
+- test_resilience.py::test_a_dead_receive_loop_is_never_silent ->
+  test_a_dead_receive_loop_is_never_silent
+- test_resilience.py::test_a_receive_refused_while_the_probe_passes_backs_off ->
+  test_a_receive_refused_while_the_probe_passes_backs_off
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+from structlog.testing import capture_logs
+
+from tests.core.rig import Rig, eventually, fake_settings
+from tests.support import stop_after, tag
+from worker.core.consumer import ReceiveLoopDied
+from worker.core.errors import TransientError
+from worker.core.events import event_id_for
+
+pytestmark = pytest.mark.usefixtures("quick_probes")
+
+
+async def test_never_holds_more_than_max_in_flight() -> None:
+    rig = Rig.build(fake_settings(max_in_flight=3))
+    tokens = [f"bounded-{n}-{tag()}" for n in range(15)]
+    rig.resolver.knows(*tokens)
+    rig.queue.send_all(tokens)
+    rig.resolver.gate = asyncio.Event()
+    running = asyncio.create_task(rig.run(until_empty=True))
+    # The bound is reached: three messages in hand, each waiting for its resolve.
+    await eventually(lambda: rig.resolver.active == 3)
+    assert rig.queue.in_flight == 3
+    rig.resolver.gate.set()
+    tally = await running
+    assert tally.outcomes == {"published": len(tokens)}
+    assert rig.queue.most_in_flight == 3  # busy all the way, never above the bound
+    assert rig.resolver.most_active == 3  # the bound made them take turns
+
+
+async def test_shutdown_finishes_started_and_hands_back_the_rest() -> None:
+    settings = fake_settings(max_in_flight=20, resolve_rate_limit=4, resolve_start_rate=4)
+    rig = Rig.build(settings)
+    tokens = [f"slow-{n}-{tag()}" for n in range(20)]
+    rig.resolver.knows(*tokens)
+    rig.resolver.delay = 0.5
+    rig.queue.send_all(tokens)
+    started = time.monotonic()
+    tally = await rig.run(stop_after(0.6))
+    took = time.monotonic() - started
+    published = tally.outcomes["published"]
+    assert 1 <= published < len(tokens)
+    assert took < 0.6 + settings.shutdown_grace_seconds + 3
+    # Handed back with visibility 0: readable at once, not after the visibility timeout.
+    left = {stored.body for stored in rig.queue.left()}
+    assert len(left) == len(tokens) - published
+    assert rig.queue.invisible() == []
+    assert rig.queue.handed_back()  # the ones received but not started went straight back
+    assert set(rig.queue.handed_back()) <= left
+    assert len(rig.publisher.events) == published
+    assert rig.dead_letters.letters == []
+
+
+async def test_a_publish_under_way_at_the_end_of_the_grace_is_finished_not_cut() -> None:
+    """The grace period (1 s) ends while the event is being published (1.5 s): cutting
+    the lane then would leave a published token on the queue, to be published again."""
+    rig = Rig.build(fake_settings(shutdown_grace_seconds=1))
+    token = f"grace-{tag()}"
+    rig.resolver.knows(token)
+    rig.publisher.delay = 1.5
+    rig.queue.send(token)
+    tally = await rig.run(await stop_when(rig.publisher.sending))
+    assert tally.outcomes == {"published": 1}
+    assert rig.publisher.event_ids() == [event_id_for(token)]
+    assert rig.queue.left() == []  # deleted, not left to come back
+
+
+async def test_a_malformed_message_being_dead_lettered_at_shutdown_is_not_handed_back() -> None:
+    """Dead-lettering a malformed message never reaches the pacer, so it was not
+    "started": shutdown handed it back while its DLQ send went on, two DLQ copies."""
+    rig = Rig.build(fake_settings(shutdown_grace_seconds=1))
+    rig.dead_letters.delay = 1.5  # beyond the grace period: finishing is never cut
+    rig.queue.send("not a token at all")
+    tally = await rig.run(await stop_when(rig.dead_letters.sending))
+    assert tally.outcomes == {"dead_lettered": 1}
+    assert len(rig.dead_letters.letters) == 1
+    assert rig.queue.left() == []
+    assert rig.queue.handed_back() == []
+
+
+async def stop_when(started: asyncio.Event) -> asyncio.Event:
+    """A worker's ``stop``, set as soon as ``started`` is."""
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        await started.wait()
+        stop.set()
+
+    _watchers.add(asyncio.create_task(watch()))
+    return stop
+
+
+_watchers: set[asyncio.Task[None]] = set()
+
+
+async def test_fifo_failure_holds_back_only_its_group() -> None:
+    settings = fake_settings(fifo=True, max_receives=5, requeue_max_seconds=1)
+    rig = Rig.build(settings)
+    t = tag()
+    group_a = [f"a1-{t}", f"a2-{t}", f"a3-{t}"]  # a1 needs several tries
+    group_b = [f"b1-{t}", f"b2-{t}"]
+    rig.resolver.knows(*group_a, *group_b)
+    error = TransientError("InternalServiceErrorException: every try failed")
+    rig.resolver.fails(group_a[0], error, error)
+    rig.queue.send_all(group_a, group="A")
+    rig.queue.send_all(group_b, group="B")
+    with capture_logs() as logs:
+        await rig.run(until_empty=True)
+    assert [entry["event"] for entry in logs].count("retry_in_hand") == 2
+    # a1 was retried in hand: neither it nor a2 and a3 behind it went back to the queue,
+    # so no receive count was spent on a failure that was not theirs.
+    assert not [entry for entry in logs if entry["event"] in {"requeued", "handed_back"}]
+    assert rig.queue.visibility_changes == []
+    order = rig.publisher.event_ids()  # the order they were published in
+    assert len(order) == 5
+    a = [order.index(event_id_for(body)) for body in group_a]
+    b = [order.index(event_id_for(body)) for body in group_b]
+    assert a == sorted(a)  # group A kept its order through a1's failures
+    assert b == sorted(b)
+    assert b[-1] < a[0]  # group B did not wait for group A
+
+
+async def test_a_dead_receive_loop_is_never_silent() -> None:
+    rig = Rig.build()
+    rig.queue.trouble.refuse = ZeroDivisionError("a bug in the receive path")
+    with pytest.raises(ReceiveLoopDied, match="ZeroDivisionError"):
+        await asyncio.wait_for(rig.run(), timeout=10)
+
+
+async def test_a_receive_refused_while_the_probe_passes_backs_off() -> None:
+    """The probe (GetQueueAttributes) gets through, the receive does not: the loop must
+    back off, not spin report, probe, receive at full speed."""
+    rig = Rig.build(fake_settings(receive_concurrency=1, fault_probe_max_seconds=60))
+    rig.queue.trouble.refuse = ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "not sqs:ReceiveMessage"}},
+        "ReceiveMessage",
+    )
+    await rig.run(stop_after(3.5))
+    assert 2 <= rig.queue.receives <= 5  # at once, then after 1 and 2 s
+    assert rig.queue.trouble.probes >= 2  # each refusal was put to the probe
