@@ -31,6 +31,7 @@ from worker.core.settings import Settings, Sink, unknown_variables
 ROOT = Path(__file__).resolve().parents[2]
 ECS_TEMPLATE = ROOT / "deploy" / "ecs.yaml"
 FARGATE_MAX_STOP_TIMEOUT = 120
+REGION = "eu-west-1"
 NO_VALUE = {"Ref": "AWS::NoValue"}
 SAMPLE_PARAMETERS = {
     "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/regworker",
@@ -64,6 +65,7 @@ def parameter_values(sink: Sink, table: bool) -> dict[str, str]:
         if "Default" in spec
     }
     values.update(SAMPLE_PARAMETERS)
+    values["AWS::Region"] = REGION
     values["Sink"] = sink.value
     if not table:
         values["IdempotencyTableName"] = ""
@@ -238,12 +240,13 @@ def test_environment_loads_as_settings(
 ) -> None:
     env = environment(sink, table)
     assert unknown_variables(env) == []
-    monkeypatch.setenv("AWS_REGION", "us-east-1")  # ECS sets it in every task
+    assert env["AWS_REGION"] == REGION
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.sink is sink
     assert settings.queue_url == SAMPLE_PARAMETERS["QueueUrl"]
+    assert settings.aws_region == REGION
     assert bool(settings.idempotency_table) is table
     assert env["REGWORKER_LOG_FORMAT"] == "json"
 
