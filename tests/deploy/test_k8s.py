@@ -283,6 +283,8 @@ def test_disruption_budget_service_and_monitor_select_the_worker() -> None:
     budget = manifest("PodDisruptionBudget")["spec"]
     assert selects_the_pods(budget["selector"]["matchLabels"])
     assert budget["maxUnavailable"] == 1  # minAvailable 1 would block every node drain
+    # Unready pods (a fault hold) may be evicted, or a drain during an outage would hang.
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     service = manifest("Service")
     assert selects_the_pods(service["spec"]["selector"])
     (port,) = service["spec"]["ports"]
