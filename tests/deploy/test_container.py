@@ -22,6 +22,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from tests.deploy.worker_contract import METRICS_PATH, http_port
 from tests.support import unique_name
 from worker.cli import build_parser, main
 from worker.core.settings import Settings, Sink
@@ -32,6 +33,11 @@ LOCALSTACK_IMAGE: Final = "localstack/localstack"
 LOCALSTACK_TAG: Final = "4.14.0"  # the last community release without an account token
 LOCALSTACK_ACCOUNT: Final = "000000000000"
 REGWORKER_SERVICES: Final = {"emulator", "provision", "worker"}
+PROMETHEUS_IMAGE: Final = "prom/prometheus"
+PROMETHEUS_TAG: Final = "v3.5.0"  # a long-term-support release
+PROMETHEUS_PORT: Final = 9090
+PROMETHEUS_CONFIG: Final = "/etc/prometheus/prometheus.yml"  # where the image reads it
+PINNED_IMAGE: Final = re.compile(r"(?P<image>[a-z0-9./-]+):(?P<tag>[\w.-]+)@sha256:[0-9a-f]{64}")
 
 # --- the Dockerfile ------------------------------------------------------------------------
 
@@ -396,15 +402,20 @@ def container_ports(name: str) -> set[int]:
 
 
 def listening_ports(name: str) -> set[int]:
-    """Where the service listens: its regworker --port, or what its image serves."""
+    """Where the service listens: its regworker --port (the worker: its HTTP server for
+    /metrics, /healthz and /readyz), or what its image serves."""
+    if name == "worker":
+        return {http_port(environment(name))}
     if name in REGWORKER_SERVICES:
         args = command(name)
         return {int(args[args.index("--port") + 1])} if "--port" in args else set()
+    if service(name)["image"].startswith(PROMETHEUS_IMAGE + ":"):
+        return {PROMETHEUS_PORT}
     return {4566} if service(name)["image"].startswith(LOCALSTACK_IMAGE) else set()
 
 
 def test_services() -> None:
-    assert set(compose()["services"]) == {"localstack", *REGWORKER_SERVICES}
+    assert set(compose()["services"]) == {"localstack", "prometheus", *REGWORKER_SERVICES}
 
 
 def test_localstack_is_pinned() -> None:
@@ -604,3 +615,50 @@ def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
         tools | {"worker.local.sandbox", "worker.ops.resolve_customer", "yaml"}
     )
     assert "aiohttp.web" not in loaded
+
+
+# --- prometheus: `docker compose up` shows the worker's numbers at :9090 --------------------
+
+
+def test_prometheus_is_pinned_by_digest() -> None:
+    match = PINNED_IMAGE.fullmatch(service("prometheus")["image"])
+    assert match, "pin it as prom/prometheus:TAG@sha256:..."
+    assert (match["image"], match["tag"]) == (PROMETHEUS_IMAGE, PROMETHEUS_TAG)
+    assert container_ports("prometheus") == {PROMETHEUS_PORT}
+    assert all(str(port).startswith("127.0.0.1:") for port in service("prometheus")["ports"])
+
+
+def prometheus_config() -> dict[str, Any]:
+    """deploy/prometheus.yml, checked to be what the service mounts, read-only, where
+    the image reads its configuration."""
+    mounts = {}
+    for volume in service("prometheus")["volumes"]:
+        source, target, *mode = volume.split(":")
+        mounts[target] = (source, mode)
+    source, mode = mounts[PROMETHEUS_CONFIG]
+    assert mode == ["ro"]
+    assert "command" not in service("prometheus"), "the image's own flags read that path"
+    path = ROOT / source
+    assert path == ROOT / "deploy" / "prometheus.yml"
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
+def test_prometheus_scrapes_the_worker_metrics() -> None:
+    (job,) = prometheus_config()["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == METRICS_PATH
+    (static,) = job["static_configs"]
+    assert static["targets"] == [f"worker:{http_port(environment('worker'))}"]
+    for target in static["targets"]:
+        host, _, port = target.partition(":")
+        assert host in compose()["services"], f"{target}: {host} is no service"
+        assert int(port) in listening_ports(host), f"{target}: nothing listens on {port}"
+    assert service("prometheus")["depends_on"] == {"worker": {"condition": "service_started"}}
+
+
+def test_worker_http_server_listens_on_every_interface() -> None:
+    """Prometheus reaches the worker across the compose network: the server must not be
+    bound to 127.0.0.1 (REGWORKER_HTTP_HOST defaults to 0.0.0.0) nor turned off (0)."""
+    env = environment("worker")
+    assert env.get("REGWORKER_HTTP_HOST", "0.0.0.0") == "0.0.0.0"
+    assert http_port(env) != 0

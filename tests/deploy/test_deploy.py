@@ -1,6 +1,7 @@
 """deploy/cloudformation.yaml: well-formed, the same resources as `regworker provision`,
 IAM policies granting exactly the calls the code makes, on exactly its resources, and
-queue and topic policies that refuse requests without TLS.
+queue and topic policies that refuse requests without TLS. cfn-lint runs over every
+template in deploy/ (deploy/ecs.yaml has its own tests in test_ecs.py).
 
 The calls are found by reading the source (an AST walk), not by a list kept by hand:
 a new client call in the worker without its action in WorkerPolicy fails here.
@@ -421,11 +422,26 @@ def test_loader_reads_short_tags() -> None:
         yaml.load("a: !Bogus X\n", Loader=CloudFormationLoader)
 
 
-def test_cfn_lint_finds_nothing() -> None:
+def cloudformation_templates() -> list[Path]:
+    """Every CloudFormation template in deploy/ (a YAML file that says it is one)."""
+    return sorted(
+        path
+        for path in (ROOT / "deploy").glob("*.yaml")
+        if "AWSTemplateFormatVersion" in path.read_text()
+    )
+
+
+def test_every_template_is_found() -> None:
+    names = {path.name for path in cloudformation_templates()}
+    assert {TEMPLATE_PATH.name, "ecs.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", cloudformation_templates(), ids=lambda path: path.name)
+def test_cfn_lint_finds_nothing(path: Path) -> None:
     pytest.importorskip("cfnlint")
     lint = "import sys\nfrom cfnlint.runner import main\nsys.exit(main())"
     done = subprocess.run(
-        [sys.executable, "-c", lint, str(TEMPLATE_PATH)],
+        [sys.executable, "-c", lint, str(path)],
         capture_output=True,
         text=True,
         timeout=120,
