@@ -45,12 +45,13 @@ RUN groupadd --system --gid 10001 regworker \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 USER 10001:10001
-# What this check can honestly tell: PID 1 is regworker and is not stopped (SIGSTOP) or a
-# zombie. It cannot tell a wedged worker from a working one. A worker whose receive loop
-# dies exits instead of lingering (and the restart policy starts a new one), so "running"
-# is close to "alive"; a heartbeat file written by the receive loop would make this a
-# real liveness check. `python`, not pgrep: the slim image has no procps.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys; argv = open('/proc/1/cmdline', 'rb').read().split(b'\\0'); state = open('/proc/1/stat').read().rsplit(')', 1)[1].split()[0]; sys.exit(0 if state not in 'TtZ' and any(arg.rsplit(b'/', 1)[-1] == b'regworker' for arg in argv) else 1)"]
+# Liveness from the worker itself: /healthz answers 503 when the event loop or the receive
+# loop has stalled (and nothing at all when the process is stopped). urlopen raises on a
+# 503 or a refused connection, so python exits 1. `python`, not curl: the slim image has
+# none. With REGWORKER_HTTP_PORT=0 there is no endpoint: run the container with
+# --no-healthcheck then. Other commands of this image (emulator) bring their own check.
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('REGWORKER_HTTP_PORT', '8080') + '/healthz', timeout=4)"]
 ENTRYPOINT ["regworker"]
 CMD ["run"]

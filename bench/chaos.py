@@ -441,6 +441,7 @@ def worker_env(
     default; the outage run passes none, so the worker's defaults hold)."""
     env = {**clean_environ(), **aws, **resources.settings_env(), **timings}
     env["REGWORKER_LOG_LEVEL"] = log_level
+    env["REGWORKER_HTTP_PORT"] = "0"  # several workers on one host: no port to fight over
     if table:
         env["REGWORKER_IDEMPOTENCY_TABLE"] = table
     return env

@@ -432,6 +432,9 @@ class Bench:
         env = {**self.child_env(emulator), **resources.settings_env()}
         env["REGWORKER_LOG_LEVEL"] = "INFO"
         env["REGWORKER_LOG_FORMAT"] = "json"
+        env["REGWORKER_HTTP_PORT"] = (
+            "0"  # several workers on one host: no /metrics port to fight over
+        )
         if self.args.worker_wait_seconds is not None:
             env["REGWORKER_WAIT_TIME_SECONDS"] = str(self.args.worker_wait_seconds)
         env.update({f"REGWORKER_{name.upper()}": str(value) for name, value in settings.items()})

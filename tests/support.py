@@ -77,6 +77,7 @@ def run_until_empty(
         **resources.settings_env(),
         "REGWORKER_WAIT_TIME_SECONDS": "1",
         "REGWORKER_STARTUP_CHECK_SECONDS": "2",
+        "REGWORKER_HTTP_PORT": "0",
         **settings,
     }
     return regworker(["run", "--until-empty"], environ, cwd, timeout=timeout)
@@ -120,6 +121,7 @@ def make_settings(resources: Resources, **overrides: Any) -> Settings:
         "shutdown_grace_seconds": 5,
         "fault_probe_max_seconds": 1,
         "startup_check_seconds": 3,
+        "http_port": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -287,6 +289,7 @@ def cli_run_until_empty(
         **aws_env,
         **resources.settings_env(),
         "REGWORKER_WAIT_TIME_SECONDS": "1",
+        "REGWORKER_HTTP_PORT": "0",
         "REGWORKER_EVENT_BUS_NAME": resources.event_bus_name,
     }
     done = regworker(["run", "--until-empty"], env, cwd, timeout=120)

@@ -13,10 +13,11 @@ from worker.aws.sqs import ReceivedMessage
 from worker.core.consumer import Consumer
 from worker.core.fault_hold import FaultHold
 from worker.core.flow_control import FlowController, Pacer
-from worker.core.handler import Collaborators, MessageHandler, Outcome, Tally
+from worker.core.handler import Collaborators, MessageHandler
 from worker.core.heartbeat import VisibilityHeartbeat
 from worker.core.probes import Component, Probe
 from worker.core.settings import Settings
+from worker.core.tally import Outcome, Tally
 
 QUEUE_URL = "http://127.0.0.1:1/000000000000/registrations"
 DLQ_URL = "http://127.0.0.1:1/000000000000/registrations-dlq"
@@ -38,6 +39,7 @@ def fake_settings(*, fifo: bool = False, **overrides: Any) -> Settings:
         "resolve_start_rate": 1000.0,
         "shutdown_grace_seconds": 5,
         "fault_probe_max_seconds": 1,
+        "http_port": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -51,10 +51,11 @@ from worker.core.errors import (
     TransientError,
 )
 from worker.core.events import encode, event_id_for, token_sha256
-from worker.core.handler import DISABLED_API_TRIES, Outcome
+from worker.core.handler import DISABLED_API_TRIES
 from worker.core.idempotency import CLOCK_SKEW_SECONDS
 from worker.core.probes import Component
 from worker.core.resolver import ResolveThrottled
+from worker.core.tally import Outcome
 
 pytestmark = pytest.mark.usefixtures("quick_probes")
 

@@ -101,10 +101,10 @@ def test_the_endpoint_serves_metrics_and_both_probes(
     server: tuple[HttpServer, Health, Metrics],
 ) -> None:
     running, health, metrics = server
-    metrics.received.inc(2)
+    metrics.message_seconds.observe(0.2)
     status, body = get(running.port, "/metrics")
     assert status == 200
-    assert "regworker_messages_received_total 2.0" in body
+    assert "regworker_message_duration_seconds_count 1.0" in body
     assert get(running.port, "/healthz") == (200, "live\n")
     assert get(running.port, "/readyz") == (503, "starting: clients and the start-up check\n")
     health.clients_built(quiet_hold())

@@ -22,10 +22,12 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.deploy.worker_contract import METRICS_PATH, http_port
+from tests.deploy.conftest import HealthServer
+from tests.deploy.worker_contract import LIVENESS_PATH, METRICS_PATH, http_port
 from tests.support import unique_name
 from worker.cli import build_parser, main
 from worker.core.settings import Settings, Sink
+from worker.local.sandbox import clean_environ, free_port
 from worker.ops.provision import ResourceNames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,30 +335,28 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
     assert not ignored("worker/sample.env")  # "*.env" is for the top level only
 
 
-@pytest.mark.parametrize(
-    ("cmdline", "state", "healthy"),
-    [
-        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "S", True),
-        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "emulator"], "R", True),
-        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "T", False),
-        (["/opt/venv/bin/python", "/opt/venv/bin/regworker", "run"], "Z", False),
-        (["/bin/sh", "-c", "sleep 1000"], "S", False),
-        (["/opt/venv/bin/python", "/opt/venv/bin/regworker-not", "run"], "S", False),
-    ],
-)
-def test_healthcheck_tells_regworker_from_other_states(
-    tmp_path: Path, cmdline: list[str], state: str, healthy: bool
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False), (None, False)])
+def test_healthcheck_asks_the_workers_healthz(
+    health_server: HealthServer, status: int | None, healthy: bool
 ) -> None:
-    """The HEALTHCHECK's own code, run on a fake /proc/1."""
+    """The HEALTHCHECK's own code, against a stand-in answering /healthz (None: nothing
+    listens on the port)."""
     program, flag, code = healthcheck_command()
     assert (program, flag) == ("python", "-c")
-    assert code.count("/proc/1/") == 2
-    (tmp_path / "cmdline").write_bytes(b"\0".join(arg.encode() for arg in cmdline) + b"\0")
-    (tmp_path / "stat").write_text(f"1 (regworker) {state} 0 1 1 0 -1 4194560\n")
+    assert LIVENESS_PATH in code
+    port = health_server.port if status is not None else free_port()
+    if status is not None:
+        health_server.status = status
+    env = {**clean_environ(), "REGWORKER_HTTP_PORT": str(port)}
     done = subprocess.run(
-        [sys.executable, "-c", code.replace("/proc/1/", f"{tmp_path}/")], check=False
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=30, check=False
     )
-    assert done.returncode == (0 if healthy else 1)
+    assert (done.returncode == 0) is healthy, done.stderr
+
+
+def test_healthcheck_defaults_to_the_settings_port() -> None:
+    _, _, code = healthcheck_command()
+    assert f"'REGWORKER_HTTP_PORT', '{http_port()}'" in code
 
 
 def test_healthcheck_has_bounded_timing() -> None:

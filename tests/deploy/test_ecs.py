@@ -4,12 +4,10 @@ start-up time) are compared with the settings, not with copies of them."""
 
 from __future__ import annotations
 
-import http.server
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy import test_container
+from tests.deploy.conftest import HealthServer
 from tests.deploy.test_deploy import CloudFormationLoader
 from tests.deploy.test_deploy import template as stack_template
 from tests.deploy.worker_contract import (
@@ -150,29 +149,6 @@ def test_port_mapping_is_the_worker_http_port() -> None:
     assert ports == [http_port(environment())]
 
 
-class Answer(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with the status in the server's ``status`` attribute."""
-
-    def do_GET(self) -> None:
-        self.send_response(self.server.status if self.path == LIVENESS_PATH else 404)  # type: ignore[attr-defined]
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def health_server() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def health_check_code() -> str:
     command = container()["HealthCheck"]["Command"]
     assert command[:3] == ["CMD", "python", "-c"], "exec form, the image's python (no curl)"
@@ -183,15 +159,13 @@ def health_check_code() -> str:
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
-def test_health_check_asks_healthz(
-    health_server: http.server.HTTPServer, status: int, healthy: bool
-) -> None:
+def test_health_check_asks_healthz(health_server: HealthServer, status: int, healthy: bool) -> None:
     """The check's own code, run against a stand-in answering 200 or 503 on /healthz."""
     url = f"http://127.0.0.1:{http_port(environment())}{LIVENESS_PATH}"
     code = health_check_code()
     assert url in code
-    health_server.status = status  # type: ignore[attr-defined]
-    local = code.replace(url, f"http://127.0.0.1:{health_server.server_port}{LIVENESS_PATH}")
+    health_server.status = status
+    local = code.replace(url, f"http://127.0.0.1:{health_server.port}{LIVENESS_PATH}")
     done = subprocess.run(
         [sys.executable, "-c", local], capture_output=True, timeout=30, check=False
     )

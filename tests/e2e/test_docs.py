@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from worker.core.metrics import Metrics
 from worker.core.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +31,9 @@ def test_readme_gives_the_two_commands() -> None:
     assert "`make demo`" in README
     assert "`make test`" in README
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_documents_every_metric() -> None:
+    families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in Metrics().names()}
+    documented = {name for name in families if f"`{name}" in README}
+    assert families - documented == set()

@@ -70,6 +70,7 @@ def worker_process(
         **aws_env,
         **resources.settings_env(),
         "REGWORKER_WAIT_TIME_SECONDS": "1",
+        "REGWORKER_HTTP_PORT": "0",
         **settings,
     }
     return subprocess.Popen(

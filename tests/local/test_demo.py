@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from worker.core.events import token_sha256
-from worker.core.handler import Tally
 from worker.core.service import RunReport
 from worker.core.settings import Sink
+from worker.core.tally import Tally
 from worker.local.demo import Expected, summarize
 
 

@@ -27,6 +27,7 @@ from worker.core.fault_hold import FaultHold
 from worker.core.faults import classify_aws_error, describe
 from worker.core.flow_control import Pacer
 from worker.core.handler import MessageHandler
+from worker.core.health import Health
 from worker.core.heartbeat import VisibilityHeartbeat
 from worker.core.ports import MessageQueue
 from worker.core.probes import Component
@@ -113,8 +114,11 @@ class Consumer:
         heartbeat: VisibilityHeartbeat,
         hold: FaultHold,
         pacer: Pacer,
+        health: Health | None = None,
     ) -> None:
         self._settings = settings
+        self._health = health if health is not None else Health(settings.liveness_seconds)
+        self._tally = handler.tally
         self._pacer = pacer
         self._queue = queue
         self._handler = handler
@@ -141,6 +145,7 @@ class Consumer:
         heartbeat = asyncio.create_task(self._heartbeat.run(), name="heartbeat")
         done, _ = await asyncio.wait([*receivers, *watchers], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
+        self._health.stopping()
         self._hold.stop()
         self._slots.close()
         stop.set()
@@ -176,6 +181,7 @@ class Consumer:
             try:
                 messages = await self._poll(wanted)
             except Exception as error:
+                self._tally.call_failures[Component.SOURCE_QUEUE.value] += 1
                 self._slots.give_back(wanted)
                 classified = classify_aws_error(error)
                 if classified is None:
@@ -190,6 +196,8 @@ class Consumer:
                 failures += 1
                 await self._back_off(failures, error)
                 continue
+            self._health.progressed()
+            self._tally.received += len(messages)
             if failures:
                 log.info("receive_recovered", after_failures=failures)
             failures = refusals = 0
@@ -263,6 +271,7 @@ class Consumer:
     async def _run_lane(self, lane: Lane) -> None:
         while (message := lane.current) is not None and not self._stopping.is_set():
             outcome = await self._handler.handle(message)
+            self._health.progressed()
             lane.position += 1
             self._slots.give_back(1)
             if not outcome.settled and self._settings.is_fifo:

@@ -13,10 +13,8 @@ import asyncio
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Final, TypeVar
 
 import structlog
@@ -50,6 +48,7 @@ from worker.core.publisher import Publisher
 from worker.core.request import RegistrationRequest, parse_body
 from worker.core.resolver import ResolveThrottled
 from worker.core.settings import Settings
+from worker.core.tally import Outcome, Tally
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -57,32 +56,6 @@ T = TypeVar("T")
 # DisabledApi for one token while the probe gets through: tries before it is the token's.
 DISABLED_API_TRIES: Final = 3
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
-
-
-class Outcome(StrEnum):
-    PUBLISHED = "published"
-    DEAD_LETTERED = "dead_lettered"
-    DUPLICATE = "duplicate"  # already published (idempotency table): dropped
-    REQUEUED = "requeued"  # back on the queue with a longer visibility
-    KEPT = "kept"  # not the message's fault: left on the queue
-
-    @property
-    def settled(self) -> bool:
-        """The message is gone from the queue: its outcome is durable."""
-        return self in {Outcome.PUBLISHED, Outcome.DEAD_LETTERED, Outcome.DUPLICATE}
-
-
-@dataclass
-class Tally:
-    """Counts for the run summary and the tests."""
-
-    outcomes: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-
-    def count(self, outcome: Outcome, reason: DeadLetterReason | None = None) -> None:
-        self.outcomes[outcome.value] += 1
-        if reason is not None:
-            self.dead_letters[reason.value] += 1
 
 
 @dataclass(frozen=True)
@@ -95,6 +68,7 @@ class Collaborators:
     heartbeat: VisibilityHeartbeat
     hold: FaultHold
     idempotency: ClaimStore | None = None
+    tally: Tally = field(default_factory=Tally)
 
 
 class Interrupted(RegworkerError):
@@ -132,7 +106,7 @@ class MessageHandler:
     def __init__(self, settings: Settings, parts: Collaborators) -> None:
         self._settings = settings
         self._parts = parts
-        self.tally = Tally()
+        self.tally = parts.tally
         # Messages past the pacer: those are "started" and get the grace period on
         # shutdown; the others are handed straight back.
         self.started: set[str] = set()
@@ -153,6 +127,7 @@ class MessageHandler:
                 self.started.discard(message.message_id)
                 self.finishing.discard(message.message_id)
                 structlog.contextvars.unbind_contextvars("token")  # a lane's next message
+            self.tally.message_done(time.monotonic() - work.picked_up)
             log.debug("message_done", outcome=outcome.value, ms=_ms_since(work.picked_up))
             return outcome
 
@@ -202,6 +177,7 @@ class MessageHandler:
             Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease, owner)
         )
         work.claim_owner = claim.owner
+        self.tally.idempotency[claim.status.value] += 1
         return claim
 
     async def _not_claimed(self, work: Work, claim: ClaimResult) -> Outcome:
@@ -226,7 +202,10 @@ class MessageHandler:
         try:
             await finish(store.release(event_id_for(work.request.token), owner))
         except Exception as error:  # the lease runs out by itself
+            self.tally.call_failures[Component.IDEMPOTENCY_TABLE.value] += 1
             log.warning("idempotency_release_failed", error=describe(error))
+            return
+        self.tally.idempotency["released"] += 1
 
     async def _resolve(self, request: RegistrationRequest) -> ResolvedCustomer:
         turn_taken = True  # the first call's turn was taken before the claim
@@ -267,6 +246,7 @@ class MessageHandler:
             except on as error:
                 if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
                     raise
+                self.tally.call_failures[component.value] += 1
                 if may_be_its_own(error) and await hold.probe_passes(component):
                     own += 1
                     if own >= own_tries(error):
@@ -276,9 +256,13 @@ class MessageHandler:
                     held += 1
                     hold.report(component, error)
                     # After the hold cleared, this call failing again: back off in hand.
-                    waited = await (
-                        hold.wait_clear() if held == 1 else hold.sleep(self._backoff(held))
-                    )
+                    self.tally.held += 1
+                    try:
+                        waited = await (
+                            hold.wait_clear() if held == 1 else hold.sleep(self._backoff(held))
+                        )
+                    finally:
+                        self.tally.held -= 1
                 if not waited:
                     raise Interrupted(component.value) from error
                 continue
@@ -336,6 +320,8 @@ class MessageHandler:
         except Exception as error:
             # Published all the same; a redelivery may publish again (same event_id).
             log.warning("idempotency_complete_failed", error=describe(error))
+            return
+        self.tally.idempotency["completed"] += 1
 
     async def _dead_letter(self, work: Work, rejection: Rejected) -> Outcome:
         request = work.request
@@ -356,7 +342,7 @@ class MessageHandler:
             return Outcome.KEPT
         await self._delete(work.message)
         log.warning("dead_lettered", reason=rejection.reason.value, error=rejection.detail)
-        self.tally.count(Outcome.DEAD_LETTERED, rejection.reason)
+        self.tally.count(Outcome.DEAD_LETTERED, rejection.reason.value)
         return Outcome.DEAD_LETTERED
 
     async def _retry_later(self, work: Work, error: Exception) -> Outcome:
@@ -403,6 +389,7 @@ class MessageHandler:
         try:
             await finish(self._parts.queue.change_visibility(message, seconds))
         except Exception as error:
+            self.tally.call_failures[Component.SOURCE_QUEUE.value] += 1
             log.warning("visibility_change_failed", error=describe(error))
 
 

@@ -45,6 +45,11 @@ class VisibilityHeartbeat:
             start = time.monotonic() if received_at is None else received_at
             self._held[message.message_id] = (message, start + self._timeout)
 
+    @property
+    def in_hand(self) -> int:
+        """Messages in hand now: received, not yet settled or handed back."""
+        return len(self._held)
+
     def release(self, message: ReceivedMessage) -> None:
         self._held.pop(message.message_id, None)
 

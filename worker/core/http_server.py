@@ -56,18 +56,18 @@ def text(start_response: StartResponse, status: str, line: str) -> list[bytes]:
     return [body]
 
 
-def serve(health: Health, registry: CollectorRegistry, host: str, port: int) -> HttpServer:
-    """Start serving on ``host``:``port`` (0 picks a free port: tests) until ``close``."""
+def serve(health: Health, registry: CollectorRegistry | None, host: str, port: int) -> HttpServer:
+    """Start serving on ``host``:``port`` until ``close``; no ``registry``, no /metrics."""
     return HttpServer(worker_app(health, registry), host, port)
 
 
-def worker_app(health: Health, registry: CollectorRegistry) -> WSGIApplication:
-    metrics = make_wsgi_app(registry)
+def worker_app(health: Health, registry: CollectorRegistry | None) -> WSGIApplication:
+    metrics = make_wsgi_app(registry) if registry is not None else None
     probes: dict[str, Callable[[], Verdict]] = {"/healthz": health.live, "/readyz": health.ready}
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
+        if path == "/metrics" and metrics is not None:
             body: Iterable[bytes] = metrics(environ, start_response)
             return body
         probe = probes.get(path)

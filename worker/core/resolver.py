@@ -7,11 +7,18 @@ with capped, jittered exponential backoff until the time budget is spent; then t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Final
 
 import structlog
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,6 +38,7 @@ from worker.core.errors import (
 from worker.core.events import ResolvedCustomer
 from worker.core.faults import THROTTLING_CODES, classify_aws_error, describe, error_code
 from worker.core.flow_control import Pacer
+from worker.core.tally import Tally
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
@@ -65,6 +73,20 @@ def classify_resolve_error(error: Exception) -> RegworkerError:
     return classified
 
 
+def call_result(error: Exception, failure: RegworkerError) -> str:
+    """The metrics label of a failed call: throttled, timeout, connection_error, or the
+    error code the service answered."""
+    if isinstance(failure, ResolveThrottled):
+        return "throttled"
+    if isinstance(error, ClientError):
+        return error_code(error) or "unknown"
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError | asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(error, BotoCoreError | OSError):
+        return "connection_error"
+    return type(error).__name__
+
+
 class Resolver:
     def __init__(
         self,
@@ -73,7 +95,9 @@ class Resolver:
         *,
         retry_base: float,
         retry_max: float,
+        tally: Tally | None = None,
     ) -> None:
+        self.tally = tally if tally is not None else Tally()
         self._client = client
         self._pacer = pacer
         self._retry_base = retry_base
@@ -121,10 +145,12 @@ class Resolver:
             answer = await self._client.resolve_customer(RegistrationToken=token)
         except Exception as error:
             failure = classify_resolve_error(error)
+            self.tally.resolved(call_result(error, failure), time.monotonic() - sent_at)
             if isinstance(error, ClientError):  # the service answered: a flow signal
                 throttled = isinstance(failure, ResolveThrottled)
                 controller.on_answer(sent_at, throttled=throttled, retry=retry)
             raise failure from error
+        self.tally.resolved("success", time.monotonic() - sent_at)
         controller.on_answer(sent_at, throttled=False, retry=retry)
         return ResolvedCustomer(
             product_code=answer["ProductCode"],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import structlog
@@ -16,15 +18,20 @@ from worker.core.consumer import Consumer
 from worker.core.dead_letter import DeadLetterQueue
 from worker.core.fault_hold import FaultHold
 from worker.core.flow_control import FlowController, Pacer
-from worker.core.handler import Collaborators, MessageHandler, Tally
+from worker.core.handler import Collaborators, MessageHandler
+from worker.core.health import Health, tick_loop
 from worker.core.heartbeat import VisibilityHeartbeat
+from worker.core.http_server import serve
 from worker.core.idempotency import IdempotencyStore
+from worker.core.metrics import Metrics, Watched
 from worker.core.ports import ClaimStore
 from worker.core.probes import Component, probes_for
+from worker.core.progress import report_progress
 from worker.core.publisher import EventBridgePublisher, Publisher, SnsPublisher
 from worker.core.resolver import Resolver
-from worker.core.settings import Settings
-from worker.core.startup_check import check_startup
+from worker.core.settings import MetricsOutput, Settings
+from worker.core.startup_check import StartupCheckFailed, check_startup
+from worker.core.tally import Tally
 
 log = structlog.get_logger(__name__)
 
@@ -61,11 +68,56 @@ async def run_worker(
     *,
     until_empty: bool = False,
     on_consumer: Callable[[Consumer], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> RunReport:
     """Run until ``stop`` is set (or the queue is drained). Raises StartupCheckFailed
-    before the first receive when a dependency is misconfigured. ``on_consumer`` is
-    given the consumer once it exists (the signal handler asks it what stopping waits for)."""
-    stop = stop or asyncio.Event()
+    before the first receive when a dependency is misconfigured (or the HTTP port is
+    taken). ``on_consumer`` is given the consumer once it exists (the signal handler asks
+    it what stopping waits for)."""
+    metrics = metrics if metrics is not None else Metrics()
+    metrics.build.info({"version": package_version()})
+    health = Health(settings.liveness_seconds)
+    with serving(settings, health, metrics):
+        ticker = asyncio.create_task(tick_loop(health), name="loop-ticker")
+        try:
+            return await _run(
+                settings, stop or asyncio.Event(), until_empty, on_consumer, metrics, health
+            )
+        finally:
+            health.stopping()
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, health: Health, metrics: Metrics) -> Iterator[None]:
+    """/metrics, /healthz and /readyz for the whole run, unless REGWORKER_HTTP_PORT=0."""
+    if not settings.http_port:
+        yield
+        return
+    exported = metrics.registry if settings.metrics is MetricsOutput.PROMETHEUS else None
+    try:
+        server = serve(health, exported, settings.http_host, settings.http_port)
+    except OSError as error:
+        raise StartupCheckFailed(
+            f"REGWORKER_HTTP_PORT: cannot listen on {settings.http_host}:{settings.http_port}:"
+            f" {error.strerror or error}"
+        ) from None
+    log.info("http_serving", host=settings.http_host, port=server.port)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    until_empty: bool,
+    on_consumer: Callable[[Consumer], None] | None,
+    metrics: Metrics,
+    health: Health,
+) -> RunReport:
     started = time.monotonic()
     async with open_clients(settings) as clients:
         probes = probes_for(settings, clients)
@@ -77,6 +129,7 @@ async def run_worker(
         pacer = Pacer(
             FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
         )
+        tally = Tally(metrics=metrics)
         parts = Collaborators(
             queue=queue,
             resolver=Resolver(
@@ -84,6 +137,7 @@ async def run_worker(
                 pacer,
                 retry_base=settings.retry_base_seconds,
                 retry_max=settings.retry_max_seconds,
+                tally=tally,
             ),
             pacer=pacer,
             publisher=build_publisher(settings, clients),
@@ -91,18 +145,24 @@ async def run_worker(
             heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
             hold=FaultHold(probes, max_wait=settings.fault_probe_max_seconds),
             idempotency=build_idempotency(settings, clients),
+            tally=tally,
         )
         handler = MessageHandler(settings, parts)
-        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.hold, pacer)
+        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.hold, pacer, health)
+        watched = Watched(tally, parts.heartbeat, parts.hold, pacer.controller)
+        metrics.watch(watched)
+        health.clients_built(parts.hold)
         if on_consumer is not None:
             on_consumer(consumer)
         log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
         leases = keep_leases(settings, parts.idempotency)
+        progress = start_progress(settings, watched)
         try:
             await consumer.run(stop, until_empty=until_empty)
         finally:
-            leases.cancel()
-            await asyncio.gather(leases, return_exceptions=True)
+            for task in (leases, progress):
+                task.cancel()
+            await asyncio.gather(leases, progress, return_exceptions=True)
             await parts.hold.close()
             await parts.publisher.close()
             await parts.dead_letters.close()
@@ -117,6 +177,26 @@ async def run_worker(
             fault_holds=parts.hold.holds,
         )
         return report
+
+
+def start_progress(settings: Settings, watched: Watched) -> asyncio.Task[None]:
+    """The progress line (and EMF documents) every REGWORKER_PROGRESS_LOG_SECONDS."""
+    interval = settings.progress_log_seconds
+    if not interval:
+        return asyncio.create_task(asyncio.sleep(0), name="progress-off")
+    emf_queue = (
+        settings.queue_url.rsplit("/", 1)[-1] if settings.metrics is MetricsOutput.EMF else None
+    )
+    return asyncio.create_task(
+        report_progress(watched, interval, emf_queue=emf_queue), name="progress"
+    )
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("regworker")
+    except metadata.PackageNotFoundError:  # a checkout that is not installed
+        return "unknown"
 
 
 async def until_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

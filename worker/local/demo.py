@@ -101,6 +101,7 @@ def demo_settings(resources: Resources) -> Settings:
         resolve_rate_limit=100,
         log_format=LogFormat.CONSOLE,
         log_level="WARNING",
+        http_port=0,
     )
 
 
