@@ -13,6 +13,10 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from mypy_boto3_sqs.client import SQSClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support import REGION, unique_name
 from worker.core import fault_hold
@@ -77,3 +81,14 @@ def quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fault hold probes again after 0.05 s instead of 1 s: in-process tests wait for
     the hold to clear, not for its pacing (tests/core/test_fault_hold.py checks that)."""
     monkeypatch.setattr(fault_hold, "FIRST_PROBE_WAIT", 0.05)
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """The OpenTelemetry SDK, recording every span in memory (the global provider can be
+    set once per process, so once per session); tests clear it first."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

@@ -55,7 +55,11 @@ class SourceQueue:
             MaxNumberOfMessages=max(1, min(MAX_BATCH, max_messages)),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_timeout,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+            MessageSystemAttributeNames=[
+                "ApproximateReceiveCount",
+                "MessageGroupId",
+                "AWSTraceHeader",
+            ],
             MessageAttributeNames=["All"],
         )
         return [ReceivedMessage.from_sqs(message) for message in answer.get("Messages", [])]

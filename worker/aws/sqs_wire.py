@@ -139,6 +139,7 @@ class ReceivedMessage:
     )
     sent_at: datetime | None = None  # SentTimestamp, when asked for
     moved_from: str | None = None  # DeadLetterQueueSourceArn: moved by a redrive policy
+    trace_header: str | None = None  # AWSTraceHeader: X-Ray context of the sender
 
     @classmethod
     def from_sqs(cls, message: MessageTypeDef | SyncMessageTypeDef) -> ReceivedMessage:
@@ -156,6 +157,7 @@ class ReceivedMessage:
             ),
             sent_at=from_epoch_millis(system.get("SentTimestamp")),
             moved_from=system.get("DeadLetterQueueSourceArn"),
+            trace_header=system.get("AWSTraceHeader"),
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -57,6 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown_variables()
+    flush_traces = configure_tracing()
     signals = SignalHandling()
     try:
         report = asyncio.run(signals.run(settings, until_empty=args.until_empty))
@@ -70,6 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
         log.warning("worker_cancelled", note="in-flight messages come back after visibility")
         print("regworker run: stopped at once; messages in hand come back", file=sys.stderr)
         return signals.forced_exit_code
+    finally:
+        flush_traces()
     print(report.summary(), file=sys.stderr)
     return 0
 
@@ -82,6 +86,39 @@ def warn_unknown_variables() -> None:
     unknown = unknown_variables(names)
     if unknown:
         log.warning("unknown_settings", variables=unknown, note="no setting reads them: ignored")
+
+
+OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def configure_tracing() -> Callable[[], None]:
+    """With the ``otel`` extra installed and an OTLP endpoint in the standard ``OTEL_*``
+    variables, export spans over OTLP/HTTP (service name, resource attributes and the
+    exporter's own settings come from those variables too); otherwise traces stay
+    no-ops. Returns what flushes the spans at exit."""
+    if not any(os.environ.get(name) for name in OTLP_ENDPOINTS):
+        return lambda: None
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return lambda: None
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        log.warning(
+            "tracing_off",
+            why="OTEL_EXPORTER_OTLP_ENDPOINT is set but the otel extra"
+            " is not installed: pip install 'regworker[otel]'",
+        )
+        return lambda: None
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "regworker")})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    log.info("tracing_on", exporter="otlp/http")
+    return provider.shutdown
 
 
 class SignalHandling:

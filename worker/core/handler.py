@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.dead_letter import DeadLetter
@@ -49,6 +50,7 @@ from worker.core.request import RegistrationRequest, parse_body
 from worker.core.resolver import ResolveThrottled
 from worker.core.settings import Settings
 from worker.core.tally import Outcome, Tally
+from worker.core.tracing import parent_context, tracer
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -115,8 +117,19 @@ class MessageHandler:
         self.finishing: set[str] = set()
 
     async def handle(self, message: ReceivedMessage) -> Outcome:
-        with structlog.contextvars.bound_contextvars(
-            message_id=message.message_id, receive_count=message.receive_count
+        with (
+            structlog.contextvars.bound_contextvars(
+                message_id=message.message_id, receive_count=message.receive_count
+            ),
+            tracer.start_as_current_span(
+                "regworker.message",
+                context=parent_context(message),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "aws_sqs",
+                    "messaging.message.id": message.message_id,
+                },
+            ) as span,
         ):
             work = Work(message, time.monotonic())
             self._parts.heartbeat.hold(message)
@@ -128,6 +141,7 @@ class MessageHandler:
                 self.finishing.discard(message.message_id)
                 structlog.contextvars.unbind_contextvars("token")  # a lane's next message
             self.tally.message_done(time.monotonic() - work.picked_up)
+            span.set_attribute("regworker.outcome", outcome.value)
             log.debug("message_done", outcome=outcome.value, ms=_ms_since(work.picked_up))
             return outcome
 
@@ -218,9 +232,10 @@ class MessageHandler:
             )
 
         try:
-            return await self._held(
-                Component.RESOLVE_CUSTOMER, call, on=(ConfigurationFault, TransientError)
-            )
+            with tracer.start_as_current_span("ResolveCustomer", kind=SpanKind.CLIENT):
+                return await self._held(
+                    Component.RESOLVE_CUSTOMER, call, on=(ConfigurationFault, TransientError)
+                )
         except ApiDisabled as refused:  # the API works for others: this token alone is refused
             raise Rejected(DeadLetterReason.DISABLED_API, str(refused)) from refused
 
@@ -287,7 +302,9 @@ class MessageHandler:
         event = customer_registered(request, customer)
         self.finishing.add(work.message.message_id)
         try:
-            await self._held(Component.SINK, lambda: finish(self._parts.publisher.publish(event)))
+            with tracer.start_as_current_span("publish", kind=SpanKind.PRODUCER):
+                publish = self._parts.publisher.publish
+                await self._held(Component.SINK, lambda: finish(publish(event)))
         except Interrupted:
             raise
         except Exception as error:  # refused for itself while the sink works for others
@@ -329,9 +346,9 @@ class MessageHandler:
         letter = DeadLetter(work.message, rejection.reason, rejection.detail, digest)
         self.finishing.add(work.message.message_id)
         try:
-            await self._held(
-                Component.DEAD_LETTER_QUEUE, lambda: finish(self._parts.dead_letters.send(letter))
-            )
+            with tracer.start_as_current_span("dead_letter", kind=SpanKind.PRODUCER):
+                send = self._parts.dead_letters.send
+                await self._held(Component.DEAD_LETTER_QUEUE, lambda: finish(send(letter)))
         except Interrupted:
             return await self._give_back(work)
         except Exception as error:

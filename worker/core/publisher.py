@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from worker.core.batcher import Batcher
 from worker.core.errors import PublishError
 from worker.core.events import EVENT_TYPE, SCHEMA_VERSION, encode
+from worker.core.tracing import TRACEPARENT, TraceHeaders, current_headers
 
 if TYPE_CHECKING:
     from types_aiobotocore_events.client import EventBridgeClient
     from types_aiobotocore_events.type_defs import PutEventsRequestEntryTypeDef
     from types_aiobotocore_sns.client import SNSClient
-    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
+    from types_aiobotocore_sns.type_defs import (
+        MessageAttributeValueTypeDef,
+        PublishBatchRequestEntryTypeDef,
+    )
 
 Event = dict[str, Any]
 # Batch APIs take 256 KiB a call; entries carry some bytes beyond the event's JSON.
@@ -36,10 +40,11 @@ class Outgoing:
 
     event: Event
     body: str
+    trace: TraceHeaders  # the publishing message's span, taken in its own task
 
     @classmethod
     def of(cls, event: Event) -> Outgoing:
-        return cls(event, encode(event))
+        return cls(event, encode(event), current_headers())
 
     @property
     def size(self) -> int:
@@ -70,15 +75,7 @@ class EventBridgePublisher:
         await self._batcher.close()
 
     async def _send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
-        entries: list[PutEventsRequestEntryTypeDef] = [
-            {
-                "Source": self._source,
-                "DetailType": EVENT_TYPE,
-                "Detail": outgoing.body,
-                "EventBusName": self._bus,
-            }
-            for outgoing in events
-        ]
+        entries = [self._entry(outgoing) for outgoing in events]
         answer = await self._client.put_events(Entries=entries)
         results = answer.get("Entries", [])
         outcomes: list[BaseException | None] = []
@@ -95,6 +92,17 @@ class EventBridgePublisher:
                     )
                 )
         return outcomes
+
+    def _entry(self, outgoing: Outgoing) -> PutEventsRequestEntryTypeDef:
+        entry: PutEventsRequestEntryTypeDef = {
+            "Source": self._source,
+            "DetailType": EVENT_TYPE,
+            "Detail": outgoing.body,
+            "EventBusName": self._bus,
+        }
+        if outgoing.trace.xray:
+            entry["TraceHeader"] = outgoing.trace.xray
+        return entry
 
 
 class SnsPublisher:
@@ -114,14 +122,20 @@ class SnsPublisher:
 
     def _entry(self, index: int, outgoing: Outgoing) -> PublishBatchRequestEntryTypeDef:
         event = outgoing.event
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
+            "product_code": {"DataType": "String", "StringValue": event["product_code"]},
+            "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
+        }
+        if outgoing.trace.traceparent:
+            attributes[TRACEPARENT] = {
+                "DataType": "String",
+                "StringValue": outgoing.trace.traceparent,
+            }
         entry: PublishBatchRequestEntryTypeDef = {
             "Id": str(index),
             "Message": outgoing.body,
-            "MessageAttributes": {
-                "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
-                "product_code": {"DataType": "String", "StringValue": event["product_code"]},
-                "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
-            },
+            "MessageAttributes": attributes,
         }
         if self._fifo:
             # One group per customer keeps each customer's events in order; SNS drops a

@@ -27,6 +27,7 @@ from worker.core.dead_letter import REPLAY_COUNT
 from worker.core.errors import MalformedMessage, RegworkerError
 from worker.core.events import token_ref, token_sha256
 from worker.core.request import OFFER_TYPE_FIELD, TOKEN_FIELD, parse_body
+from worker.core.tracing import TRACEPARENT, current_headers
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import (
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 MAX_FORM_FIELDS: Final = 50
 RESERVED_ATTRIBUTE_PREFIX: Final = "dlq_"
+MAX_MESSAGE_ATTRIBUTES: Final = 10  # SQS takes no more on one message
 # botocore's standard-mode backoff: before attempt n+1, a random pause of up to 2**(n-1) s.
 BACKOFF_BASE: Final = 2
 MAX_BACKOFF_SECONDS: Final = 20.0
@@ -136,8 +138,17 @@ def is_reserved_attribute(name: str) -> bool:
 
 
 def message_attributes(attributes: Mapping[str, str] | None) -> dict[str, Any]:
-    """The sender's attributes as SQS String attributes; raises ``InvalidRequest`` for a
+    """The sender's attributes as SQS String attributes, and the current span's
+    ``traceparent`` (W3C) unless the sender gave one; raises ``InvalidRequest`` for a
     reserved name or a value that is not a string. Names are not quoted back."""
+    given = sender_attributes(attributes)
+    traceparent = current_headers().traceparent
+    if traceparent and TRACEPARENT not in given and len(given) < MAX_MESSAGE_ATTRIBUTES:
+        given[TRACEPARENT] = {"DataType": "String", "StringValue": traceparent}
+    return given
+
+
+def sender_attributes(attributes: Mapping[str, str] | None) -> dict[str, Any]:
     if not attributes:
         return {}
     reserved = sum(1 for name in attributes if is_reserved_attribute(str(name)))
@@ -181,8 +192,8 @@ def send_request(
     if is_fifo(queue_url):
         request["MessageGroupId"] = token_ref(token)
         request["MessageDeduplicationId"] = token_sha256(token)
-    if attributes:
-        request["MessageAttributes"] = message_attributes(attributes)
+    if sent := message_attributes(attributes):
+        request["MessageAttributes"] = sent
     return request
 
 
@@ -407,9 +418,12 @@ def _entries(
     batch: Sequence[_Pending], queue_url: str
 ) -> list[SendMessageBatchRequestEntryTypeDef]:
     fifo = is_fifo(queue_url)
+    traced = message_attributes(None)  # the caller's span, if any: one for the batch
     entries: list[SendMessageBatchRequestEntryTypeDef] = []
     for position, item in enumerate(batch):
         entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(position), "MessageBody": item.body}
+        if traced:
+            entry["MessageAttributes"] = traced
         if fifo:
             entry["MessageGroupId"] = token_ref(item.token)
             entry["MessageDeduplicationId"] = token_sha256(item.token)
