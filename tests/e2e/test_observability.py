@@ -4,6 +4,8 @@ the counters scraped against what the sink and the DLQ hold afterwards."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -13,6 +15,7 @@ from mypy_boto3_sqs.client import SQSClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import dlq_by_body, drain, event_of, make_settings, send_all, tag
+from worker.core import health
 from worker.core.metrics import Metrics
 from worker.core.service import package_version, run_worker
 from worker.core.settings import Sink
@@ -128,3 +131,33 @@ async def test_a_taken_port_stops_start_up_naming_the_setting(
         await run_worker(settings)
     stop.set()
     await first
+
+
+@pytest.mark.parametrize("resources", [Sink.EVENTBRIDGE], indirect=True)
+async def test_healthz_fails_while_the_event_loop_is_blocked(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP server's own thread answers 503 while the loop is stuck in a blocking call."""
+    monkeypatch.setattr(health, "LOOP_STALL_SECONDS", 0.5)
+    port = free_port()
+    settings = make_settings(resources, http_port=port, http_host="127.0.0.1")
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_worker(settings, stop))
+    await until_serving(port)
+    answers: list[tuple[int, str]] = []
+
+    def ask_later() -> None:
+        time.sleep(1.0)
+        answers.append(get(port, "/healthz"))
+
+    probe = threading.Thread(target=ask_later)
+    probe.start()
+    time.sleep(1.5)  # noqa: ASYNC251 (the point: a blocking call stalls the event loop)
+    probe.join()
+    ((status, reason),) = answers
+    assert status == 503
+    assert reason.startswith("event loop stalled for ")  # 1-2 s: ticks come every second
+    await asyncio.sleep(1.2)  # the loop ticks again
+    assert await asyncio.to_thread(get, port, "/healthz") == (200, "live\n")
+    stop.set()
+    await run
