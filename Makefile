@@ -9,6 +9,9 @@ INSTALLED := $(VENV)/.installed
 AWSCLI_VENV := .tools/awscli
 AWSCLI_VERSION := 1.45.11
 CODE := worker tests bench examples
+# The tests mostly wait on sockets and child processes, so they share 2 cores well; the
+# LocalStack tests stay on one worker (xdist_group), one LocalStack at a time.
+TEST_WORKERS ?= 3
 
 .PHONY: help venv demo test lint typecheck unit awscli clean
 
@@ -48,7 +51,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: venv awscli localstack lint typecheck
-	PATH="$(CURDIR)/$(AWSCLI_VENV)/bin:$$PATH" $(BIN)/pytest
+	PATH="$(CURDIR)/$(AWSCLI_VENV)/bin:$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis

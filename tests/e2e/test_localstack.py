@@ -56,7 +56,10 @@ INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
 MISSING = f"LocalStack is not installed ({LOCALSTACK_VENV}): `make localstack` installs it"
 MOVE_TASK_TIMEOUT = 30.0
 
-pytestmark = pytest.mark.skipif(not INSTALLED and not IN_CI, reason=MISSING)
+pytestmark = [
+    pytest.mark.skipif(not INSTALLED and not IN_CI, reason=MISSING),
+    pytest.mark.xdist_group("localstack"),  # one LocalStack at a time on the machine
+]
 
 
 @pytest.fixture(scope="module")

@@ -774,6 +774,7 @@ IN_CI = os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
 LOCALSTACK_INSTALLED = (LOCALSTACK_VENV / "bin" / "python").exists()
 
 
+@pytest.mark.xdist_group("localstack")
 @pytest.mark.skipif(
     not LOCALSTACK_INSTALLED and not IN_CI, reason="LocalStack is not installed (make localstack)"
 )

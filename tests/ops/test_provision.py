@@ -511,6 +511,7 @@ def localstack() -> Iterator[LocalService]:
         yield service
 
 
+@pytest.mark.xdist_group("localstack")
 @pytest.mark.parametrize(
     "extra",
     [pytest.param([], id="eventbridge"), pytest.param(["--sink", "sns", "--fifo"], id="sns-fifo")],
