@@ -112,6 +112,16 @@ def classify_aws_error(error: BaseException) -> TransientError | ConfigurationFa
     return None
 
 
+def describe_with_code(error: BaseException) -> str:
+    """``Code: message`` for an AWS answer, else ``describe``: for a person deciding
+    what to do about a call that failed."""
+    if isinstance(error, ClientError):
+        code = error_code(error) or "Unknown"
+        message = describe(error) if error.response.get("Error", {}).get("Message") else ""
+        return f"{code}: {message}" if message else code
+    return describe(error)
+
+
 def describe(error: BaseException, limit: int = 300) -> str:
     """A one-line error text, short enough for a message attribute or a log field."""
     if isinstance(error, ClientError):

@@ -26,6 +26,7 @@ from worker.aws.sqs_wire import MAX_BATCH, batch_results
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.core.errors import MalformedMessage, RegworkerError
 from worker.core.events import token_ref, token_sha256
+from worker.core.faults import describe_with_code
 from worker.core.request import OFFER_TYPE_FIELD, TOKEN_FIELD, parse_body
 from worker.core.tracing import TRACEPARENT, current_headers
 
@@ -223,20 +224,11 @@ def form_request(
 def send_failed(error: Exception) -> EnqueueFailed:
     """The ``EnqueueFailed`` to raise for a SendMessage that failed (after botocore's
     retries)."""
-    return EnqueueFailed(f"SendMessage failed: {describe(error)}")
+    return EnqueueFailed(f"SendMessage failed: {describe_with_code(error)}")
 
 
 def is_fifo(queue_url: str) -> bool:
     return queue_url.endswith(".fifo")
-
-
-def describe(error: Exception) -> str:
-    """A short reason for a failed SQS call: the error code, or the botocore message."""
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code, message = details.get("Code", "Unknown"), details.get("Message", "")
-        return f"{code}: {message}" if message else code
-    return str(error)
 
 
 # The errors a client call raises that mean "SQS did not take it" (the rest are bugs).
@@ -344,7 +336,7 @@ class BatchRun:
 
     def failed(self, error: Exception) -> None:
         for item in self._pending:
-            self._tally.fail(item, describe(error))
+            self._tally.fail(item, describe_with_code(error))
         self._pending = []
 
     def report(self) -> EnqueueReport:
