@@ -85,7 +85,7 @@ class FaultHold:
     def holds_for(self, component: Component) -> bool:
         return component in self._faults
 
-    def describe(self) -> dict[str, str]:
+    def errors_by_component(self) -> dict[str, str]:
         """The dependencies held for, with their last error: for readiness and logs."""
         return {fault.component.value: fault.error for fault in self._faults.values()}
 

@@ -83,7 +83,7 @@ class Health:
 
     def _held_components(self) -> str:
         try:  # read from the server's thread while the event loop may change it
-            return ", ".join(sorted(self._hold.describe())) if self._hold else ""
+            return ", ".join(sorted(self._hold.errors_by_component())) if self._hold else ""
         except RuntimeError:
             return "changing"
 
