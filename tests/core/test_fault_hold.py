@@ -35,7 +35,8 @@ async def test_a_fault_holds_until_the_probe_answers_then_clears_by_itself() -> 
         hold.report(Component.RESOLVE_CUSTOMER, credentials.error)
         hold.report(Component.RESOLVE_CUSTOMER, credentials.error)  # many messages, one fault
         assert hold.active
-        assert hold.errors_by_component() == {"resolve_customer": "UnrecognizedClientException: expired"}
+        expected = {"resolve_customer": "UnrecognizedClientException: expired"}
+        assert hold.errors_by_component() == expected
         assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
     assert not hold.active
     assert credentials.calls == 3  # at once, after 1 s, after 1 s more (capped)
