@@ -66,4 +66,8 @@ def test_importing_the_package_loads_no_tool() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert not [name for name in loaded if name.startswith(("worker.", "boto3", "aiobotocore"))]
+    assert not [
+        name
+        for name in loaded
+        if name.startswith(("worker.", "boto3", "aiobotocore", "click", "rich"))
+    ]
