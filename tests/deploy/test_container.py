@@ -616,7 +616,7 @@ def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
     }
     assert "worker.core.service" in loaded
     assert loaded.isdisjoint(
-        tools | {"worker.local.sandbox", "worker.ops.resolve_customer", "yaml", "rich"}
+        tools | {"worker.local.sandbox", "worker.ops.resolve_customer", "yaml"}
     )
     assert "aiohttp.web" not in loaded
 

@@ -68,8 +68,8 @@ class ProgressBar:
         if self._task is None:
             if total <= self._threshold or not self._console.is_terminal:
                 return
-            self._progress.start()
             self._task = self._progress.add_task("", total=total, detail="")
+            self._progress.start()
         self._progress.update(self._task, completed=done, total=total, detail=detail)
         self._progress.refresh()
 
