@@ -330,7 +330,13 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
         for source in sources:
             assert (ROOT / source).exists(), source
             assert not ignored(source), f"COPY {source}, but .dockerignore leaves it out"
-    for path in ["worker/cli.py", "worker/local/emulator.py", "pyproject.toml", "README.md"]:
+    for path in [
+        "worker/cli/__init__.py",
+        "worker/cli/emulator.py",
+        "worker/local/emulator.py",
+        "pyproject.toml",
+        "README.md",
+    ]:
         assert not ignored(path), path
     assert not ignored("worker/sample.env")  # "*.env" is for the top level only
 
