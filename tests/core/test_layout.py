@@ -24,15 +24,33 @@ FORBIDDEN = {
 }
 
 
-def worker_imports(path: Path) -> set[str]:
-    """Every ``worker.*`` module this file imports, at run time or for typing alike."""
+def imports(path: Path) -> set[str]:
+    """Every module this file imports, at run time or for typing alike."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {name for name in found if name == "worker" or name.startswith("worker.")}
+    return found
+
+
+def worker_imports(path: Path) -> set[str]:
+    """Every ``worker.*`` module this file imports."""
+    return {name for name in imports(path) if name == "worker" or name.startswith("worker.")}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_only_the_command_line_draws_or_parses_arguments(layer: str) -> None:
+    """click and rich belong to worker/cli: the ops layer reports progress through
+    callbacks (``Replayer``'s ``on_progress``) and returns data, the CLI draws it."""
+    offending = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "worker" / layer).rglob("*.py"))
+        for name in imports(path)
+        if name.split(".")[0] in {"click", "rich", "argparse"}
+    }
+    assert not offending
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -66,4 +84,8 @@ def test_importing_the_package_loads_no_tool() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert not [name for name in loaded if name.startswith(("worker.", "boto3", "aiobotocore"))]
+    assert not [
+        name
+        for name in loaded
+        if name.startswith(("worker.", "boto3", "aiobotocore", "click", "rich"))
+    ]

@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from tests.deploy.conftest import HealthServer
 from tests.deploy.worker_contract import LIVENESS_PATH, METRICS_PATH, http_port
 from tests.support import unique_name
-from worker.cli import build_parser, main
+from worker.cli import main, parse
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import clean_environ, free_port
 from worker.ops.provision import ResourceNames
@@ -142,7 +142,7 @@ def test_entrypoint_is_the_console_script() -> None:
 def test_default_command_is_a_real_sub_command() -> None:
     command = exec_form(runtime().last("CMD"))
     assert command == ["run"]
-    assert build_parser(command[0]).parse_args(command).command == "run"
+    assert parse(command).info_name == "run"
 
 
 def test_image_installs_no_dev_dependencies() -> None:
@@ -330,7 +330,13 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
         for source in sources:
             assert (ROOT / source).exists(), source
             assert not ignored(source), f"COPY {source}, but .dockerignore leaves it out"
-    for path in ["worker/cli.py", "worker/local/emulator.py", "pyproject.toml", "README.md"]:
+    for path in [
+        "worker/cli/__init__.py",
+        "worker/cli/emulator.py",
+        "worker/local/emulator.py",
+        "pyproject.toml",
+        "README.md",
+    ]:
         assert not ignored(path), path
     assert not ignored("worker/sample.env")  # "*.env" is for the top level only
 
@@ -438,8 +444,8 @@ def test_regworker_services_share_the_image_built_here() -> None:
 @pytest.mark.parametrize("name", sorted(REGWORKER_SERVICES))
 def test_every_command_is_a_regworker_sub_command(name: str) -> None:
     args = command(name)
-    parsed = build_parser(args[0]).parse_args(args)  # SystemExit (a test error) if not
-    assert parsed.command == args[0]
+    parsed = parse(args)  # click.UsageError (a test error) if not
+    assert parsed.info_name == args[0]
 
 
 def test_ports_agree_with_what_the_services_listen_on() -> None:
@@ -591,8 +597,8 @@ def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
     stand-in, no YAML, no aiohttp server (they cost start-up time and memory)."""
     probe = (
         "import sys\n"
-        "from worker.cli import build_parser\n"
-        "build_parser('run').parse_args(['run'])\n"
+        "from worker.cli import parse\n"
+        "parse(['run'])\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
     loaded = set(
@@ -609,6 +615,10 @@ def test_regworker_run_loads_no_tool_or_stand_in_modules() -> None:
         "worker.cli.enqueue",
         "worker.cli.provision",
         "worker.cli.resolve_customer",
+        "worker.cli.dlq",
+        "worker.cli.demo",
+        "worker.cli.emulator",
+        "worker.cli.output",
     }
     assert "worker.core.service" in loaded
     assert loaded.isdisjoint(

@@ -482,13 +482,11 @@ def test_missing_credentials_is_a_settings_error(
         (["--max-receives", "998"], "must be within 1..997"),
         (["--max-receives", "many"], "not a whole number"),
         (["--event-source", "aws.marketplace"], "reserved for AWS"),
-        (["--sink", "sqs"], "invalid choice"),
+        (["--sink", "sqs"], "is not one of"),
     ],
 )
 def test_bad_usage_exits_2(args: list[str], complaint: str, capsys: Any) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["provision", *args])
-    assert exited.value.code == 2
+    assert main(["provision", *args]) == 2
     assert complaint in capsys.readouterr().err
 
 

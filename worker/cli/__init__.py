@@ -1,24 +1,22 @@
-"""Command-line entry point: one parser, one sub-command per tool.
+"""Command-line entry point: one click group, one sub-command per tool.
 
-Sub-commands are registered lazily: a command imports only its own module (``regworker
+Sub-commands are loaded lazily: a command imports only its own module (``regworker
 run`` loads neither the operator tools nor the local stand-ins), and the top-level help
 lists every command from the table below without importing any. Each tool module
-exposes ``register(subparsers)``, which adds its sub-command's full parser and sets
-``handler`` (a function taking the parsed namespace and returning an exit code).
-Exit codes: 0 ok, 1 failure, 2 bad usage or settings.
+exposes ``command``, a click command whose callback returns an exit code.
+Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-Handler = Callable[[argparse.Namespace], int]
+import click
 
 
 class Command(NamedTuple):
@@ -28,10 +26,8 @@ class Command(NamedTuple):
 
 COMMANDS: Final = {
     "run": Command("worker.cli.run", "consume registration tokens until stopped"),
-    "demo": Command(
-        "worker.local.demo", "run the whole flow on a local AWS (moto) and the emulator"
-    ),
-    "emulator": Command("worker.local.emulator", "serve a local ResolveCustomer emulator"),
+    "demo": Command("worker.cli.demo", "run the whole flow on a local AWS (moto) and the emulator"),
+    "emulator": Command("worker.cli.emulator", "serve a local ResolveCustomer emulator"),
     "enqueue": Command("worker.cli.enqueue", "put registration tokens on the queue"),
     "resolve-customer": Command(
         "worker.cli.resolve_customer",
@@ -42,6 +38,9 @@ COMMANDS: Final = {
         "worker.cli.provision", "create the queue, DLQ and sink the worker needs (idempotent)"
     ),
 }
+
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
 
 
 def version() -> str:
@@ -57,38 +56,82 @@ def unknown_command(name: str) -> str:
     return f"unknown command '{name}'{hint} (commands: {', '.join(COMMANDS)})"
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    """The parser, with the full sub-parser of ``selected`` only (its module imported)."""
-    parser = argparse.ArgumentParser(
-        prog="regworker",
-        description="AWS Marketplace registration worker and its tools.",
-        epilog="Exit codes: 0 ok, 1 failure, 2 bad usage or settings.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        if name == selected:
-            importlib.import_module(command.module).register(subparsers)
-        else:
-            subparsers.add_parser(name, help=command.help)
-    return parser
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command is selected."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        command: click.Command = importlib.import_module(COMMANDS[cmd_name].module).command
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click says "No such command" without a suggestion; ours names the closest one.
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            ctx.fail(unknown_command(args[0]))
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own would import every command's module for its help line.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.help) for name, command in COMMANDS.items()])
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"regworker {version()}")
+        ctx.exit(0)
+
+
+@click.group(
+    cls=LazyGroup,
+    help="AWS Marketplace registration worker and its tools.",
+    epilog="Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 130 interrupted.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the installed version and exit.",
+)
+def cli() -> None:
+    pass
+
+
+def parse(argv: Sequence[str]) -> click.Context:
+    """The context of the command ``argv`` selects, its options parsed and checked but
+    nothing run (for tests and checks). Raises click's usage errors."""
+    ctx = cli.make_context("regworker", list(argv))
+    while isinstance(ctx.command, click.Group):
+        # as Group.invoke does (click 8.2 deprecated the public protected_args)
+        arguments = [*ctx._protected_args, *ctx.args]
+        name, command, rest = ctx.command.resolve_command(ctx, arguments)
+        assert command is not None
+        assert name is not None
+        ctx = command.make_context(name, rest, parent=ctx)
+    return ctx
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` selects; its exit code (the console script exits with it)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    selected = arguments[0] if arguments and arguments[0] in COMMANDS else None
-    parser = build_parser(selected)
     if not arguments:
-        parser.print_help()
-        return 2
-    if selected is None and not arguments[0].startswith("-"):
-        parser.error(unknown_command(arguments[0]))
-    args = parser.parse_args(arguments)
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:  # e.g. "regworker -- run": no sub-command was selected
-        parser.error("give the command first, e.g. regworker run")
+        click.echo(cli.get_help(click.Context(cli, info_name="regworker", **cli.context_settings)))
+        return EXIT_USAGE
     try:
-        return handler(args)
-    except KeyboardInterrupt:
+        result: Any = cli.main(arguments, prog_name="regworker", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:  # click's word for KeyboardInterrupt or EOF
         print("regworker: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0

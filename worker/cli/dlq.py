@@ -8,7 +8,6 @@ via boto3.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -18,20 +17,30 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
+import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.localstack import LocalStackClientMissing
 from worker.aws.region import region_from
-from worker.aws.sqs_wire import queue_depth
 from worker.cli import dlq_help
+from worker.cli.base import Checked, RawEpilogCommand, RawHelpGroup
 from worker.cli.errors import UsageError
+from worker.cli.output import ProgressBar, plain_table
 from worker.core.errors import DeadLetterReason
 from worker.ops.dlq.audit import AuditLog
 from worker.ops.dlq.model import REASON_CHOICES, UNKNOWN_REASON
-from worker.ops.dlq.pacing import Progress, StopFlag, sigint_stops
+from worker.ops.dlq.pacing import StopFlag, sigint_stops
 from worker.ops.dlq.redrive import describe_move_task, start_redrive, wait_for_redrive
 from worker.ops.dlq.replay import Replayer
-from worker.ops.dlq.report import collect_stats, describe_message, peek, render_message
+from worker.ops.dlq.report import (
+    StatsReport,
+    collect_stats,
+    day,
+    describe_message,
+    peek,
+    render_message,
+    unreleased_note,
+)
 from worker.ops.dlq.selection import DEFAULT_MAX_REPLAYS, ReplayOptions
 from worker.ops.dlq.summary import ReplaySummary
 from worker.ops.dlq.target import (
@@ -52,19 +61,22 @@ Destination = Literal["none", "optional", "required"]
 
 
 def target_from(
-    args: argparse.Namespace, environ: Mapping[str, str], *, destination: Destination = "none"
+    params: Mapping[str, Any], environ: Mapping[str, str], *, destination: Destination = "none"
 ) -> Target:
-    dlq_url = _queue_url(args.dlq_url, environ, "--dlq-url", "REGWORKER_DLQ_URL")
-    region = region_from(environ, args.region)
+    """The DLQ (and destination) from the parsed options ``params``, else ``environ``."""
+    dlq_url = _queue_url(params["dlq_url"], environ, "--dlq-url", "REGWORKER_DLQ_URL")
+    region = region_from(environ, params["region"])
+    localstack = bool(params["localstack"])
     if destination == "none":
-        return Target(dlq_url, region, args.localstack)
+        return Target(dlq_url, region, localstack)
+    to = params.get("to")
     if destination == "required":
-        destination_url = _queue_url(args.to, environ, "--to", "REGWORKER_QUEUE_URL")
+        destination_url = _queue_url(to, environ, "--to", "REGWORKER_QUEUE_URL")
     else:  # a queue URL or ARN, or nothing at all
-        destination_url = args.to or environ.get("REGWORKER_QUEUE_URL", "")
+        destination_url = to or environ.get("REGWORKER_QUEUE_URL", "")
     if destination_url == dlq_url:
         raise UsageError("--to: the destination must differ from the DLQ")
-    return Target(dlq_url, region, args.localstack, destination_url)
+    return Target(dlq_url, region, localstack, destination_url)
 
 
 def _queue_url(value: str | None, environ: Mapping[str, str], option: str, variable: str) -> str:
@@ -83,7 +95,7 @@ def parse_reason(text: str) -> str:
     for reason in DeadLetterReason:
         if reason.value.lower() == wanted:
             return reason.value
-    raise argparse.ArgumentTypeError(f"unknown reason {text!r}: one of {', '.join(REASON_CHOICES)}")
+    raise ValueError(f"unknown reason {text!r}: one of {', '.join(REASON_CHOICES)}")
 
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -94,7 +106,7 @@ def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``7d``, ``1w`` or combinations such as ``1h30m``."""
     compact = text.strip().lower()
     if not compact or _DURATION.sub("", compact):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 2h, 1d, 1h30m")
+        raise ValueError(f"{text!r} is not a duration such as 30m, 2h, 1d, 1h30m")
     seconds = sum(
         int(number) * _DURATION_UNITS[unit] for number, unit in _DURATION.findall(compact)
     )
@@ -107,13 +119,13 @@ def _positive_int(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+        raise ValueError(f"{text!r} is not a whole number of at least 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+        raise ValueError(f"{text!r} is not a whole number of at least 0")
     return int(text)
 
 
@@ -123,183 +135,156 @@ def _positive_float(text: str) -> float:
     except ValueError:
         value = 0.0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        raise ValueError(f"{text!r} is not a positive number")
     return value
 
 
 def _move_rate(text: str) -> int:
     value = _positive_int(text)
     if value > 500:
-        raise argparse.ArgumentTypeError("at most 500 messages per second (SQS's limit)")
+        raise ValueError("at most 500 messages per second (SQS's limit)")
     return value
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dlq-url", metavar="URL", help="the DLQ (else REGWORKER_DLQ_URL)")
-    common.add_argument(
-        "--region",
-        help="AWS region (else REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION, the profile's,"
-        " else us-east-1)",
-    )
-    common.add_argument(
-        "--localstack",
-        action="store_true",
-        help="talk to LocalStack via localstack-client (LOCALSTACK_HOST, default localhost:4566)",
-    )
-    return common
+def _common_options(command: Callable[..., int]) -> Callable[..., int]:
+    options = [
+        click.option("--dlq-url", metavar="URL", help="the DLQ (else REGWORKER_DLQ_URL)"),
+        click.option(
+            "--region",
+            help="AWS region (else REGWORKER_AWS_REGION, AWS_REGION, AWS_DEFAULT_REGION, the"
+            " profile's, else us-east-1)",
+        ),
+        click.option(
+            "--localstack",
+            is_flag=True,
+            help="talk to LocalStack via localstack-client (LOCALSTACK_HOST, default"
+            " localhost:4566)",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
-def _add_action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help_text: str,
-    epilog: str,
-    common: argparse.ArgumentParser,
-) -> argparse.ArgumentParser:
-    return actions.add_parser(
+def _action(
+    name: str, help_text: str, epilog: str
+) -> Callable[[Callable[..., int]], click.Command]:
+    return group.command(
         name,
-        parents=[common],
-        help=help_text,
-        description=help_text[0].upper() + help_text[1:] + ".",
+        cls=RawEpilogCommand,
+        short_help=help_text,
+        help=help_text[0].upper() + help_text[1:] + ".",
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "dlq",
-        description=dlq_help.DESCRIPTION,
-        epilog=dlq_help.DLQ_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    common = _common_options()
-    _register_stats(actions, common)
-    _register_peek(actions, common)
-    _register_replay(actions, common)
-    _register_redrive(actions, common)
+_reason_option = click.option(
+    "--reason",
+    type=Checked("REASON", parse_reason),
+    multiple=True,
+    help="only this reason (repeatable; Unknown = moved by the redrive policy)",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 
 
-def _add_reason_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--reason",
-        type=parse_reason,
-        action="append",
-        default=[],
-        help="only this reason (repeatable; Unknown = moved by the redrive policy)",
-    )
+@click.group(
+    "dlq",
+    cls=RawHelpGroup,
+    help=dlq_help.DESCRIPTION,
+    epilog=dlq_help.DLQ_EPILOG,
+    options_metavar="",
+    subcommand_metavar="ACTION [OPTIONS]...",
+    no_args_is_help=False,  # "Missing command." and exit 2, not the help
+)
+def group() -> None:
+    pass
 
 
-def _register_stats(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    parser = _add_action(
-        actions,
-        "stats",
-        "count DLQ messages by reason, with the oldest and newest failure",
-        dlq_help.STATS_EPILOG,
-        common,
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=stats_command)
+command = group  # what worker.cli's registry loads
 
 
-def _register_peek(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    parser = _add_action(
-        actions, "peek", "show DLQ messages without consuming them", dlq_help.PEEK_EPILOG, common
-    )
-    parser.add_argument("--max", type=_positive_int, default=10, help="at most N (%(default)s)")
-    _add_reason_option(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=peek_command)
+@_action(
+    "stats",
+    "count DLQ messages by reason, with the oldest and newest failure",
+    dlq_help.STATS_EPILOG,
+)
+@_common_options
+@_json_option
+def stats_command(**params: Any) -> int:
+    return _run_action("stats", params, _stats, "none")
 
 
-def _register_replay(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    parser = _add_action(
-        actions,
-        "replay",
-        "send DLQ messages back to the source queue, selectively",
-        dlq_help.REPLAY_EPILOG,
-        common,
-    )
-    _add_reason_option(parser)
-    parser.add_argument(
-        "--older-than",
-        type=parse_duration,
-        metavar="DURATION",
-        help="failed at least this long ago (30m, 2h, 1d, 1h30m)",
-    )
-    parser.add_argument(
-        "--newer-than",
-        type=parse_duration,
-        metavar="DURATION",
-        help="failed at most this long ago",
-    )
-    parser.add_argument("--max", type=_positive_int, metavar="N", help="move at most N messages")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="show what would move; change nothing"
-    )
-    parser.add_argument(
-        "--rate", type=_positive_float, metavar="N", help="at most N messages per second"
-    )
-    parser.add_argument("--to", metavar="QUEUE_URL", help="destination (else REGWORKER_QUEUE_URL)")
-    parser.add_argument(
-        "--include-terminal",
-        action="store_true",
-        help="replay InvalidToken, ExpiredToken and MalformedMessage too",
-    )
-    parser.add_argument(
-        "--max-replays",
-        type=_non_negative_int,
-        default=DEFAULT_MAX_REPLAYS,
-        metavar="N",
-        help="refuse messages already replayed N times (%(default)s)",
-    )
-    parser.add_argument(
-        "--audit-log", metavar="FILE", help="append one JSON line per moved message"
-    )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(handler=replay_command)
+@_action("peek", "show DLQ messages without consuming them", dlq_help.PEEK_EPILOG)
+@_common_options
+@click.option("--max", "max_", type=Checked("N", _positive_int), default=10, help="at most N (10)")
+@_reason_option
+@_json_option
+def peek_command(**params: Any) -> int:
+    return _run_action("peek", params, _peek, "none")
 
 
-def _register_redrive(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    parser = _add_action(
-        actions,
-        "redrive",
-        "move every DLQ message with SQS's native move task",
-        dlq_help.REDRIVE_EPILOG,
-        common,
-    )
-    parser.add_argument(
-        "--to",
-        metavar="ARN",
-        help="destination queue ARN or URL (else REGWORKER_QUEUE_URL, else the queues the"
-        " messages came from)",
-    )
-    parser.add_argument(
-        "--rate", type=_move_rate, metavar="N", help="at most N messages per second (1-500)"
-    )
-    parser.add_argument("--wait", action="store_true", help="poll until the task finishes")
-    parser.add_argument("--json", action="store_true", help="print the task as JSON")
-    parser.set_defaults(handler=redrive_command)
+@_action(
+    "replay", "send DLQ messages back to the source queue, selectively", dlq_help.REPLAY_EPILOG
+)
+@_common_options
+@_reason_option
+@click.option(
+    "--older-than",
+    type=Checked("DURATION", parse_duration),
+    metavar="DURATION",
+    help="failed at least this long ago (30m, 2h, 1d, 1h30m)",
+)
+@click.option(
+    "--newer-than",
+    type=Checked("DURATION", parse_duration),
+    metavar="DURATION",
+    help="failed at most this long ago",
+)
+@click.option("--max", "max_", type=Checked("N", _positive_int), help="move at most N messages")
+@click.option("--dry-run", is_flag=True, help="show what would move; change nothing")
+@click.option("--rate", type=Checked("N", _positive_float), help="at most N messages per second")
+@click.option("--to", metavar="QUEUE_URL", help="destination (else REGWORKER_QUEUE_URL)")
+@click.option(
+    "--include-terminal",
+    is_flag=True,
+    help="replay InvalidToken, ExpiredToken and MalformedMessage too",
+)
+@click.option(
+    "--max-replays",
+    type=Checked("N", _non_negative_int),
+    default=DEFAULT_MAX_REPLAYS,
+    help=f"refuse messages already replayed N times ({DEFAULT_MAX_REPLAYS})",
+)
+@click.option("--audit-log", metavar="FILE", help="append one JSON line per moved message")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def replay_command(**params: Any) -> int:
+    return _run_action("replay", params, _replay, "required")
 
 
-Action = Callable[[argparse.Namespace, Target], int]
+@_action("redrive", "move every DLQ message with SQS's native move task", dlq_help.REDRIVE_EPILOG)
+@_common_options
+@click.option(
+    "--to",
+    metavar="ARN",
+    help="destination queue ARN or URL (else REGWORKER_QUEUE_URL, else the queues the"
+    " messages came from)",
+)
+@click.option("--rate", type=Checked("N", _move_rate), help="at most N messages per second (1-500)")
+@click.option("--wait", is_flag=True, help="poll until the task finishes")
+@click.option("--json", "as_json", is_flag=True, help="print the task as JSON")
+def redrive_command(**params: Any) -> int:
+    return _run_action("redrive", params, _redrive, "optional")
 
 
-def _run_action(args: argparse.Namespace, action: Action, destination: Destination) -> int:
-    name = f"regworker dlq {args.dlq_command}"
+Params = Mapping[str, Any]
+Action = Callable[[Params, Target], int]
+
+
+def _run_action(name: str, params: Params, action: Action, destination: Destination) -> int:
+    name = f"regworker dlq {name}"
     try:
-        target = target_from(args, os.environ, destination=destination)
-        return action(args, target)
+        target = target_from(params, os.environ, destination=destination)
+        return action(params, target)
     except (UsageError, LocalStackClientMissing) as error:
         print(f"{name}: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -312,52 +297,64 @@ def _print_json(document: Mapping[str, Any]) -> None:
     print(json.dumps(document, indent=2, default=str))
 
 
-def stats_command(args: argparse.Namespace) -> int:
-    return _run_action(args, _stats, "none")
-
-
-def _stats(args: argparse.Namespace, target: Target) -> int:
+def _stats(params: Params, target: Target) -> int:
     report = collect_stats(sqs_client(target), target.dlq_url)
-    if args.json:
+    if params["as_json"]:
         _print_json(report.to_json())
     else:
-        print(report.render())
+        print(stats_text(report))
     return EXIT_OK
 
 
-def peek_command(args: argparse.Namespace) -> int:
-    return _run_action(args, _peek, "none")
+def stats_text(report: StatsReport) -> str:
+    depth = report.depth
+    lines = [
+        f"DLQ          {report.queue_url}",
+        f"approximate  {depth.total} ({depth.visible} visible, {depth.in_flight} in flight,"
+        f" {depth.delayed} delayed)",
+        f"scanned      {report.overall.count}",
+    ]
+    if report.overall.count < depth.visible:
+        lines.append(
+            "             (fewer than visible: messages arrived meanwhile, or a FIFO"
+            " group's later messages stay hidden while its first ones are held)"
+        )
+    if not report.overall.count:
+        return "\n".join([*lines, "", "The DLQ is empty."])
+    rows = [
+        [reason, str(span.count), day(span.oldest), day(span.newest)]
+        for reason, span in [*report.ranked(), ("all", report.overall)]
+    ]
+    headers = ["REASON", "COUNT", "OLDEST FAILURE", "NEWEST FAILURE"]
+    counts = plain_table(headers, rows, right=frozenset({1}))
+    return "\n".join([*lines, "", counts, *unreleased_note(report.unreleased)])
 
 
-def _peek(args: argparse.Namespace, target: Target) -> int:
-    messages = peek(sqs_client(target), target.dlq_url, args.max, frozenset(args.reason))
-    if args.json:
+def _peek(params: Params, target: Target) -> int:
+    messages = peek(sqs_client(target), target.dlq_url, params["max_"], frozenset(params["reason"]))
+    if params["as_json"]:
         _print_json(
             {"queue_url": target.dlq_url, "messages": [describe_message(m) for m in messages]}
         )
         return EXIT_OK
     if not messages:
-        print("No matching messages." if args.reason else "The DLQ is empty.")
+        print("No matching messages." if params["reason"] else "The DLQ is empty.")
         return EXIT_OK
     print(f"{len(messages)} message(s), left in the DLQ:\n")
     print("\n\n".join(render_message(message) for message in messages))
     return EXIT_OK
 
 
-def replay_command(args: argparse.Namespace) -> int:
-    return _run_action(args, _replay, "required")
-
-
-def replay_options(args: argparse.Namespace) -> ReplayOptions:
+def replay_options(params: Params) -> ReplayOptions:
     return ReplayOptions(
-        reasons=frozenset(args.reason),
-        older_than=args.older_than,
-        newer_than=args.newer_than,
-        max_messages=args.max,
-        dry_run=args.dry_run,
-        rate=args.rate,
-        include_terminal=args.include_terminal,
-        max_replays=args.max_replays,
+        reasons=frozenset(params["reason"]),
+        older_than=params["older_than"],
+        newer_than=params["newer_than"],
+        max_messages=params["max_"],
+        dry_run=params["dry_run"],
+        rate=params["rate"],
+        include_terminal=params["include_terminal"],
+        max_replays=params["max_replays"],
     )
 
 
@@ -374,20 +371,20 @@ def _audit_stream(path: str | None, dry_run: bool) -> Iterator[TextIO | None]:
         yield stream
 
 
-def _replay(args: argparse.Namespace, target: Target) -> int:
-    options = replay_options(args)
+def _replay(params: Params, target: Target) -> int:
+    options = replay_options(params)
     client = sqs_client(target)
-    expected = queue_depth(client, target.dlq_url).visible
-    if options.max_messages is not None:
-        expected = min(expected, options.max_messages)
-    with _audit_stream(args.audit_log, options.dry_run) as stream:
+    with (
+        _audit_stream(params["audit_log"], options.dry_run) as stream,
+        ProgressBar(approximate=True) as bar,
+    ):
         replayer = Replayer(
             client,
             target.dlq_url,
             target.destination_url,
             options,
             audit=AuditLog(stream, target.destination_url),
-            progress=Progress(sys.stderr, expected),
+            on_progress=bar.update,
         )
         stop = StopFlag()
         with sigint_stops(stop):
@@ -397,12 +394,12 @@ def _replay(args: argparse.Namespace, target: Target) -> int:
                 summary = replayer.summary
                 summary.interrupted = True
             with stop.shield():
-                _print_replay(args, summary, options)
+                _print_replay(params, summary, options)
     return summary.exit_code
 
 
-def _print_replay(args: argparse.Namespace, summary: ReplaySummary, options: ReplayOptions) -> None:
-    if args.json:
+def _print_replay(params: Params, summary: ReplaySummary, options: ReplayOptions) -> None:
+    if params["as_json"]:
         _print_json(summary.to_json())
         return
     for planned in summary.would_move:
@@ -420,21 +417,17 @@ def _print_replay(args: argparse.Namespace, summary: ReplaySummary, options: Rep
     print(summary.render(options.max_replays))
 
 
-def redrive_command(args: argparse.Namespace) -> int:
-    return _run_action(args, _redrive, "optional")
-
-
-def _redrive(args: argparse.Namespace, target: Target) -> int:
+def _redrive(params: Params, target: Target) -> int:
     client = sqs_client(target)
     destination = target.destination_url or None
-    task = start_redrive(client, target.dlq_url, destination=destination, rate=args.rate)
+    task = start_redrive(client, target.dlq_url, destination=destination, rate=params["rate"])
     print(
         f"started a move task from {task.source_arn}"
         f" to {destination or 'the queues the messages came from'}",
         file=sys.stderr,
     )
-    if not args.wait:
-        if args.json:
+    if not params["wait"]:
+        if params["as_json"]:
             _print_json({"task_handle": task.handle, "source_arn": task.source_arn})
         else:
             print(f"task {task.handle}")
@@ -449,7 +442,7 @@ def _redrive(args: argparse.Namespace, target: Target) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    if args.json:
+    if params["as_json"]:
         _print_json(dict(final))
     else:
         print(describe_move_task(final))

@@ -5,21 +5,21 @@ tokens by line and hash prefix, never in full.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
+import click
 from botocore.exceptions import BotoCoreError
 
 from worker.aws.region import region_from
 from worker.cli.errors import UsageError
+from worker.cli.output import ProgressBar
 from worker.ops.enqueue import Enqueuer, EnqueueReport, InvalidRequest, build_body
 
-PROGRESS_THRESHOLD: Final = 50
 MAX_FAILURES_SHOWN: Final = 20
 
 
@@ -29,67 +29,72 @@ class TokenLine:
     token: str = field(repr=False)
 
 
-class ProgressBar:
-    """``[#####.....] 120/500`` on one line of a terminal, redrawn in place."""
-
-    WIDTH: Final = 30
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = max(1, total)
-        self.done = 0
-        self.stream = stream
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        filled = self.WIDTH * min(self.done, self.total) // self.total
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+ENQUEUE_HELP = (
+    "Put registration tokens on the queue as the web tier does: each one is"
+    " checked, wrapped in the JSON envelope and sent in batches of 10. Tokens are never"
+    " printed: reports name them by line (or argument) and a 12-hex sha256 prefix."
+)
+ENQUEUE_EPILOG = (
+    "The queue URL comes from --queue-url, else REGWORKER_QUEUE_URL; AWS endpoints"
+    " and credentials from the standard AWS variables. Exit codes: 0 all sent, 1 some"
+    " failed, 2 bad usage."
+)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "enqueue",
-        description="Put registration tokens on the queue as the web tier does: each one is"
-        " checked, wrapped in the JSON envelope and sent in batches of 10. Tokens are never"
-        " printed: reports name them by line (or argument) and a 12-hex sha256 prefix.",
-        epilog="The queue URL comes from --queue-url, else REGWORKER_QUEUE_URL; AWS endpoints"
-        " and credentials from the standard AWS variables. Exit codes: 0 all sent, 1 some"
-        " failed, 2 bad usage.",
+@click.command("enqueue", help=ENQUEUE_HELP, epilog=ENQUEUE_EPILOG)
+@click.argument("tokens", nargs=-1, metavar="[TOKEN]...")
+@click.option(
+    "--file",
+    "path",
+    metavar="FILE",
+    help="read tokens from FILE, one a line ('-' reads stdin); blank lines and lines"
+    " starting with # are skipped",
+)
+@click.option("--queue-url", help="the registration queue (REGWORKER_QUEUE_URL)")
+@click.option("--offer-type", help="offer type for every token, e.g. free-trial")
+@click.option(
+    "--region",
+    help="AWS region (default: REGWORKER_AWS_REGION, else AWS_REGION, else"
+    " AWS_DEFAULT_REGION, else the AWS profile's, else us-east-1)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def command(
+    tokens: tuple[str, ...],
+    path: str | None,
+    queue_url: str | None,
+    offer_type: str | None,
+    region: str | None,
+    as_json: bool,
+) -> int:
+    return run_command(
+        tokens,
+        path=path,
+        queue_url=queue_url,
+        offer_type=offer_type,
+        region=region,
+        as_json=as_json,
     )
-    parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="tokens to enqueue")
-    parser.add_argument(
-        "--file",
-        metavar="FILE",
-        help="read tokens from FILE, one a line ('-' reads stdin); blank lines and lines"
-        " starting with # are skipped",
-    )
-    parser.add_argument("--queue-url", help="the registration queue (REGWORKER_QUEUE_URL)")
-    parser.add_argument("--offer-type", help="offer type for every token, e.g. free-trial")
-    parser.add_argument(
-        "--region",
-        help="AWS region (default: REGWORKER_AWS_REGION, else AWS_REGION, else"
-        " AWS_DEFAULT_REGION, else the AWS profile's, else us-east-1)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(handler=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(
+    tokens: Sequence[str],
+    *,
+    path: str | None = None,
+    queue_url: str | None = None,
+    offer_type: str | None = None,
+    region: str | None = None,
+    as_json: bool = False,
+) -> int:
     try:
-        queue_url = _queue_url(args.queue_url or os.environ.get("REGWORKER_QUEUE_URL", ""))
-        lines = _token_lines(args.tokens, args.file)
-        _check_offer_type(args.offer_type)
-        enqueuer = Enqueuer(queue_url, region=region_from(os.environ, args.region))
+        queue_url = _queue_url(queue_url or os.environ.get("REGWORKER_QUEUE_URL", ""))
+        lines = _token_lines(tokens, path)
+        _check_offer_type(offer_type)
+        enqueuer = Enqueuer(queue_url, region=region_from(os.environ, region))
     except (UsageError, BotoCoreError) as error:
         print(f"regworker enqueue: {error}", file=sys.stderr)
         return 2
-    report = _enqueue_with_progress(enqueuer, lines, args.offer_type)
-    if args.json:
+    report = _enqueue_with_progress(enqueuer, lines, offer_type)
+    if as_json:
         print(json.dumps(_report_document(report, lines, queue_url), indent=2))
     else:
         _print_failures(report, lines)
@@ -144,17 +149,10 @@ def _read_lines(path: str) -> list[str]:
 def _enqueue_with_progress(
     enqueuer: Enqueuer, lines: Sequence[TokenLine], offer_type: str | None
 ) -> EnqueueReport:
-    show = len(lines) > PROGRESS_THRESHOLD and sys.stderr.isatty()
-    bar = ProgressBar(len(lines), sys.stderr) if show else None
-    try:
+    with ProgressBar(len(lines)) as bar:
         return enqueuer.enqueue_many(
-            (line.token for line in lines),
-            progress=bar.advance if bar else None,
-            offer_type=offer_type,
+            (line.token for line in lines), progress=bar.advance, offer_type=offer_type
         )
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _print_failures(report: EnqueueReport, lines: Sequence[TokenLine]) -> None:

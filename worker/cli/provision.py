@@ -5,14 +5,16 @@ What it creates, and how, is ``worker.ops.provision``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import boto3
+import click
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,6 +24,7 @@ from botocore.exceptions import (
 
 from worker.aws.localstack import localstack_session
 from worker.aws.region import region_from
+from worker.cli.base import Checked, RawEpilogCommand
 from worker.core.faults import describe, error_code
 from worker.core.settings import Sink
 from worker.ops.provision import (
@@ -42,7 +45,7 @@ from worker.ops.provision import (
 
 def resource_prefix(value: str) -> str:
     if not NAME_PATTERN.fullmatch(value):
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{value!r}: 1-44 letters, digits, '-' or '_' (it prefixes every resource name)"
         )
     return value
@@ -53,9 +56,9 @@ def max_receives_arg(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: not a whole number") from None
+        raise ValueError(f"{value!r}: not a whole number") from None
     if not 1 <= number <= highest:
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{number}: must be within 1..{highest} (the redrive policy adds {REDRIVE_MARGIN}"
             f" and SQS allows at most {MAX_RECEIVE_COUNT})"
         )
@@ -64,82 +67,85 @@ def max_receives_arg(value: str) -> int:
 
 def event_source_arg(value: str) -> str:
     if not value or value.startswith("aws.") or len(value) > 256:
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{value!r}: 1-256 characters, not starting with 'aws.' (reserved for AWS)"
         )
     return value
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "provision",
-        description="Create (or find) the SQS queue, its DLQ with a redrive policy, and the"
-        " sink: an EventBridge bus with a CustomerRegistered rule, or an SNS topic. Endpoints"
-        " and credentials come from the standard AWS variables. Prints the REGWORKER_*"
-        " settings as KEY=value lines; progress goes to stderr. Running it again changes"
-        " nothing and prints the same settings.",
-        epilog="examples:\n"
-        "  regworker provision > .env\n"
-        "  regworker provision --name billing --sink sns --fifo --idempotency-table\n"
-        "  regworker provision --localstack --tap --json\n"
-        "  regworker provision --output /config/regworker.env",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--name",
-        type=resource_prefix,
-        default=DEFAULT_NAME,
-        metavar="PREFIX",
-        help="prefix of every resource name (%(default)s)",
-    )
-    parser.add_argument(
-        "--sink", choices=[sink.value for sink in Sink], default=Sink.EVENTBRIDGE.value
-    )
-    parser.add_argument(
-        "--fifo", action="store_true", help="FIFO queue and DLQ (with --sink sns a FIFO topic)"
-    )
-    parser.add_argument(
-        "--max-receives",
-        type=max_receives_arg,
-        default=DEFAULT_MAX_RECEIVES,
-        metavar="N",
-        help=f"deliveries before the worker dead-letters (%(default)s); the queue's redrive"
-        f" policy fires at N+{REDRIVE_MARGIN}",
-    )
-    parser.add_argument(
-        "--event-source",
-        type=event_source_arg,
-        default=DEFAULT_EVENT_SOURCE,
-        help="Source of published events, matched by the rule (%(default)s)",
-    )
-    parser.add_argument(
-        "--idempotency-table",
-        action="store_true",
-        help=f"also a DynamoDB table <name>-idempotency ({IDEMPOTENCY_KEY}, TTL on"
-        f" {IDEMPOTENCY_TTL_ATTRIBUTE})",
-    )
-    parser.add_argument(
-        "--tap", action="store_true", help="also a queue subscribed to the sink, for testing"
-    )
-    parser.add_argument("--json", action="store_true", help="print the settings as JSON")
-    parser.add_argument(
-        "--output", "-o", type=Path, metavar="FILE", help="write the settings to FILE"
-    )
-    parser.add_argument(
-        "--region",
-        help="AWS region (default: REGWORKER_AWS_REGION, else AWS_REGION, else"
-        " AWS_DEFAULT_REGION, else the AWS profile's, else us-east-1)",
-    )
-    parser.add_argument(
-        "--localstack",
-        action="store_true",
-        help="aim at LocalStack (LOCALSTACK_HOST, default localhost:4566) with dummy credentials;"
-        " the settings then also hold the AWS_* variables the other commands need to reach it",
-    )
-    parser.set_defaults(handler=provision_command)
+PROVISION_HELP = (
+    "Create (or find) the SQS queue, its DLQ with a redrive policy, and the"
+    " sink: an EventBridge bus with a CustomerRegistered rule, or an SNS topic. Endpoints"
+    " and credentials come from the standard AWS variables. Prints the REGWORKER_*"
+    " settings as KEY=value lines; progress goes to stderr. Running it again changes"
+    " nothing and prints the same settings."
+)
+PROVISION_EPILOG = (
+    "examples:\n"
+    "  regworker provision > .env\n"
+    "  regworker provision --name billing --sink sns --fifo --idempotency-table\n"
+    "  regworker provision --localstack --tap --json\n"
+    "  regworker provision --output /config/regworker.env"
+)
 
 
-def provision_command(args: argparse.Namespace) -> int:
+@click.command("provision", cls=RawEpilogCommand, help=PROVISION_HELP, epilog=PROVISION_EPILOG)
+@click.option(
+    "--name",
+    type=Checked("PREFIX", resource_prefix),
+    default=DEFAULT_NAME,
+    metavar="PREFIX",
+    help=f"prefix of every resource name ({DEFAULT_NAME})",
+)
+@click.option(
+    "--sink", type=click.Choice([sink.value for sink in Sink]), default=Sink.EVENTBRIDGE.value
+)
+@click.option("--fifo", is_flag=True, help="FIFO queue and DLQ (with --sink sns a FIFO topic)")
+@click.option(
+    "--max-receives",
+    type=Checked("N", max_receives_arg),
+    default=DEFAULT_MAX_RECEIVES,
+    metavar="N",
+    help=f"deliveries before the worker dead-letters ({DEFAULT_MAX_RECEIVES}); the queue's"
+    f" redrive policy fires at N+{REDRIVE_MARGIN}",
+)
+@click.option(
+    "--event-source",
+    type=Checked("TEXT", event_source_arg),
+    default=DEFAULT_EVENT_SOURCE,
+    help=f"Source of published events, matched by the rule ({DEFAULT_EVENT_SOURCE})",
+)
+@click.option(
+    "--idempotency-table",
+    is_flag=True,
+    help=f"also a DynamoDB table <name>-idempotency ({IDEMPOTENCY_KEY}, TTL on"
+    f" {IDEMPOTENCY_TTL_ATTRIBUTE})",
+)
+@click.option("--tap", is_flag=True, help="also a queue subscribed to the sink, for testing")
+@click.option("--json", "as_json", is_flag=True, help="print the settings as JSON")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="write the settings to FILE",
+)
+@click.option(
+    "--region",
+    help="AWS region (default: REGWORKER_AWS_REGION, else AWS_REGION, else"
+    " AWS_DEFAULT_REGION, else the AWS profile's, else us-east-1)",
+)
+@click.option(
+    "--localstack",
+    is_flag=True,
+    help="aim at LocalStack (LOCALSTACK_HOST, default localhost:4566) with dummy credentials;"
+    " the settings then also hold the AWS_* variables the other commands need to reach it",
+)
+def command(**params: Any) -> int:
+    return provision_command(SimpleNamespace(**params))
+
+
+def provision_command(args: SimpleNamespace) -> int:
     region = region_from(os.environ, args.region)
     try:
         session = (
@@ -165,8 +171,8 @@ def provision_command(args: argparse.Namespace) -> int:
         return _fail(f"{error_code(error)}: {describe(error)}", 1)
     except (BotoCoreError, ProvisionError) as error:
         return _fail(describe(error), 1)
-    env = output_env(resources, region, localstack=args.localstack, as_json=args.json)
-    text = render_settings(env, as_json=args.json)
+    env = output_env(resources, region, localstack=args.localstack, as_json=args.as_json)
+    text = render_settings(env, as_json=args.as_json)
     if args.output is None:
         sys.stdout.write(text)
     else:

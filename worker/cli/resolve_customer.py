@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import botocore.session
+import click
 import yaml
 
 from worker.cli.errors import UsageError
@@ -76,9 +77,31 @@ examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "resolve-customer",
+# The AWS CLI parses its options with argparse, and this command copies its usage errors
+# word for word (tests/ops/test_resolve_customer.py checks them against awscli itself).
+# So click only hands the raw arguments, --help included, to an argparse parser.
+@click.command(
+    "resolve-customer",
+    help=_DESCRIPTION,
+    add_help_option=False,
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    },
+)
+@click.pass_context
+def command(ctx: click.Context) -> int:
+    try:
+        args = build_parser().parse_args(ctx.args)
+    except SystemExit as exit_:  # argparse's usage error (2) or its --help (0)
+        return int(exit_.code or 0)
+    return run_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regworker resolve-customer",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -104,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--output", choices=("json", "text", "yaml"), default="json", help="output format"
     )
-    parser.set_defaults(handler=run_command)
+    return parser
 
 
 def run_command(args: argparse.Namespace) -> int:

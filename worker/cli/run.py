@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -10,9 +9,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import structlog
 from dotenv import dotenv_values
 
+from worker.cli.base import RawEpilogCommand
 from worker.core.consumer import Consumer, ReceiveLoopDied
 from worker.core.logs import configure_logging
 from worker.core.service import RunReport, run_worker
@@ -28,29 +29,30 @@ from worker.core.startup_check import StartupCheckFailed
 log = structlog.get_logger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        description="Consume tokens from REGWORKER_QUEUE_URL, resolve them with ResolveCustomer,"
-        " publish CustomerRegistered and dead-letter poison messages. Settings come from"
-        " REGWORKER_* variables (and .env); AWS endpoints and credentials from the standard"
-        " AWS variables.",
-        epilog="examples:\n"
-        "  regworker run\n"
-        "  regworker run --until-empty   # stop once the queue is drained (batch jobs, tests)\n"
-        "SIGTERM or SIGINT stops receiving and lets in-flight messages finish;"
-        " a second signal stops at once (exit 130 after Ctrl-C, 143 after SIGTERM).\n"
-        "exit status: 0 stopped or drained; 1 the receive loop failed; 2 a setting is"
-        " wrong (one line names it, from the settings or the start-up check).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--until-empty", action="store_true", help="exit 0 once the queue is drained"
-    )
-    parser.set_defaults(handler=run_command)
+RUN_HELP = (
+    "Consume tokens from REGWORKER_QUEUE_URL, resolve them with ResolveCustomer,"
+    " publish CustomerRegistered and dead-letter poison messages. Settings come from"
+    " REGWORKER_* variables (and .env); AWS endpoints and credentials from the standard"
+    " AWS variables."
+)
+RUN_EPILOG = (
+    "examples:\n"
+    "  regworker run\n"
+    "  regworker run --until-empty   # stop once the queue is drained (batch jobs, tests)\n"
+    "SIGTERM or SIGINT stops receiving and lets in-flight messages finish;"
+    " a second signal stops at once (exit 130 after Ctrl-C, 143 after SIGTERM).\n"
+    "exit status: 0 stopped or drained; 1 the receive loop failed; 2 a setting is"
+    " wrong (one line names it, from the settings or the start-up check)."
+)
 
 
-def run_command(args: argparse.Namespace) -> int:
+@click.command("run", cls=RawEpilogCommand, help=RUN_HELP, epilog=RUN_EPILOG)
+@click.option("--until-empty", is_flag=True, help="exit 0 once the queue is drained")
+def command(until_empty: bool) -> int:
+    return run_command(until_empty=until_empty)
+
+
+def run_command(*, until_empty: bool) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -61,7 +63,7 @@ def run_command(args: argparse.Namespace) -> int:
     flush_traces = configure_tracing()
     signals = SignalHandling()
     try:
-        report = asyncio.run(signals.run(settings, until_empty=args.until_empty))
+        report = asyncio.run(signals.run(settings, until_empty=until_empty))
     except StartupCheckFailed as error:
         print(f"regworker run: {error}", file=sys.stderr)
         return 2

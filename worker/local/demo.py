@@ -7,11 +7,9 @@ batch, runs the worker until the queue is drained and prints what happened.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -172,27 +170,3 @@ def run_demo(sink: Sink, good: int) -> int:
     print(text)
     print(f"  total with start-up and clean-up: {time.monotonic() - started:.1f}s")
     return 0 if ok else 1
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        description="Start moto server and the ResolveCustomer emulator, enqueue a mixed"
-        " batch, run the worker until the queue is drained and print what happened."
-        " Needs the 'local' extra (pip install 'regworker[local]').",
-        epilog="examples:\n  regworker demo\n  regworker demo --sink sns --good 100",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--sink", choices=[s.value for s in Sink], default=Sink.EVENTBRIDGE.value)
-    parser.add_argument("--good", type=int, default=40, help="ordinary tokens to enqueue")
-    parser.set_defaults(handler=_demo_command)
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    for key in [k for k in os.environ if k.startswith(("AWS_", "REGWORKER_"))]:
-        del os.environ[key]  # the demo must never reach a real account
-    try:
-        return run_demo(Sink(args.sink), args.good)
-    except RuntimeError as error:
-        print(f"regworker demo: {error}", file=sys.stderr)
-        return 1

@@ -1,4 +1,4 @@
-"""Pacing a replay: how fast it sends, when it stops, and the progress bar it draws."""
+"""Pacing a replay: how fast it sends and when it stops."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Final, TextIO
 
 from worker.aws.sqs_wire import MAX_BATCH
-
-PROGRESS_THRESHOLD: Final = 50
-PROGRESS_WIDTH: Final = 30
 
 
 class StopFlag:
@@ -84,31 +80,3 @@ class Pacer:
             self._sleep(min(0.05, left))
         self._next = start + count / self._rate
         return not stop.is_set()
-
-
-class Progress:
-    """A one-line bar on stderr, drawn only for long runs on a terminal."""
-
-    def __init__(self, stream: TextIO, total: int, clock: Callable[[], float] = time.monotonic):
-        self._stream = stream
-        self._total = max(total, 1)
-        self._enabled = total > PROGRESS_THRESHOLD and stream.isatty()
-        self._clock = clock
-        self._drawn_at = float("-inf")
-        self._drawn = False
-
-    def update(self, done: int, detail: str) -> None:
-        if not self._enabled or self._clock() - self._drawn_at < 0.1:
-            return
-        filled = min(PROGRESS_WIDTH, PROGRESS_WIDTH * done // self._total)
-        bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
-        self._stream.write(f"\r[{bar}] {done}/~{self._total} {detail}\x1b[K")
-        self._stream.flush()
-        self._drawn_at = self._clock()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._drawn = False

@@ -7,22 +7,23 @@ harmless), never in neither.
 
 ``Replayer`` runs the loop; each job is its own collaborator: ``Selector`` (which
 messages), ``Pacer`` and ``StopFlag`` (how fast, when to stop), ``Sender`` (the copy),
-``AuditLog`` (the record), ``DlqDeleter`` (the original) and ``Progress`` (the bar).
+``AuditLog`` (the record), ``DlqDeleter`` (the original). ``on_progress(done, total,
+detail)`` tells a caller where the run stands (the command line draws a bar with it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.aws.sqs_wire import MAX_BATCH, batch_results
+from worker.aws.sqs_wire import MAX_BATCH, batch_results, queue_depth
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.ops.dlq.audit import AuditLog
 from worker.ops.dlq.model import DlqMessage
-from worker.ops.dlq.pacing import Pacer, Progress, StopFlag
+from worker.ops.dlq.pacing import Pacer, StopFlag
 from worker.ops.dlq.report import describe_message
 from worker.ops.dlq.scan import Holdings, Scanner
 from worker.ops.dlq.selection import ReplayOptions, Selection, Selector
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 MAX_BATCH_BYTES: Final = 256 * 1024  # SendMessageBatch payload limit (the classic one)
 FALLBACK_GROUP_ID: Final = "replayed"  # standard DLQ replayed into a FIFO queue
+
+OnProgress = Callable[[int, int, str], None]  # examined, expected (approximate), detail
 
 
 def replay_entry(
@@ -132,7 +135,7 @@ class Replayer:
         options: ReplayOptions,
         *,
         audit: AuditLog | None = None,
-        progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         pacer: Pacer | None = None,
     ) -> None:
         self._client = client
@@ -142,7 +145,8 @@ class Replayer:
         self._sender = Sender(client, destination_url)
         self._deleter = DlqDeleter(client, dlq_url)
         self._audit = audit or AuditLog(None, destination_url)
-        self._progress = progress
+        self._on_progress = on_progress
+        self._expected = 0
         self._pacer = pacer or Pacer(options.rate)
         self.summary = ReplaySummary(destination_url, dry_run=options.dry_run)
 
@@ -150,6 +154,8 @@ class Replayer:
         """On KeyboardInterrupt the held messages are still handed back, and
         ``self.summary`` tells what was done before it."""
         stop = stop or StopFlag()
+        if self._on_progress is not None:
+            self._expected = self._expected_total()
         scanner = Scanner(self._client, self._dlq_url)
         try:
             self._loop(scanner, stop)
@@ -159,8 +165,6 @@ class Replayer:
             with stop.shield():
                 self.summary.unreleased = scanner.release()
             self.summary.interrupted = self.summary.interrupted or stop.is_set()
-            if self._progress is not None:
-                self._progress.close()
         return self.summary
 
     def _loop(self, scanner: Scanner, stop: StopFlag) -> None:
@@ -244,8 +248,15 @@ class Replayer:
             else:
                 self.summary.left_in_both += 1
 
+    def _expected_total(self) -> int:
+        """What the progress is measured against: the DLQ's visible messages (approximate),
+        at most --max."""
+        expected = queue_depth(self._client, self._dlq_url).visible
+        limit = self._options.max_messages
+        return expected if limit is None else min(expected, limit)
+
     def _show_progress(self) -> None:
-        if self._progress is not None:
+        if self._on_progress is not None:
             summary = self.summary
             detail = f"moved {summary.moved}, skipped {sum(summary.skipped.values())}"
-            self._progress.update(summary.examined, detail)
+            self._on_progress(summary.examined, self._expected, detail)

@@ -1,11 +1,11 @@
-"""What ``stats`` and ``peek`` report of the DLQ, and how a message is shown.
+"""What ``stats`` and ``peek`` report of the DLQ, and how a message is shown (the
+stats table is drawn by the command line, ``worker.cli.dlq``).
 
 Nothing here shows a token or any text of a body: tokens as a sha256 prefix only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -60,38 +60,13 @@ class StatsReport:
                 "delayed": self.depth.delayed,
             },
             "scanned": self.overall.count,
-            "by_reason": {reason: span.to_json() for reason, span in self._ranked()},
+            "by_reason": {reason: span.to_json() for reason, span in self.ranked()},
             "oldest": iso(self.overall.oldest),
             "newest": iso(self.overall.newest),
             "not_released": self.unreleased,
         }
 
-    def render(self) -> str:
-        depth = self.depth
-        lines = [
-            f"DLQ          {self.queue_url}",
-            f"approximate  {depth.total} ({depth.visible} visible, {depth.in_flight} in flight,"
-            f" {depth.delayed} delayed)",
-            f"scanned      {self.overall.count}",
-        ]
-        if self.overall.count < depth.visible:
-            lines.append(
-                "             (fewer than visible: messages arrived meanwhile, or a FIFO"
-                " group's later messages stay hidden while its first ones are held)"
-            )
-        if not self.overall.count:
-            return "\n".join([*lines, "", "The DLQ is empty."])
-        rows = [
-            [reason, str(span.count), day(span.oldest), day(span.newest)]
-            for reason, span in self._ranked()
-        ]
-        rows.append(
-            ["all", str(self.overall.count), day(self.overall.oldest), day(self.overall.newest)]
-        )
-        counts = table(["REASON", "COUNT", "OLDEST FAILURE", "NEWEST FAILURE"], rows, right={1})
-        return "\n".join([*lines, "", counts, *unreleased_note(self.unreleased)])
-
-    def _ranked(self) -> list[tuple[str, TimeSpan]]:
+    def ranked(self) -> list[tuple[str, TimeSpan]]:
         return sorted(self.by_reason.items(), key=lambda item: (-item[1].count, item[0]))
 
 
@@ -108,18 +83,6 @@ def collect_stats(client: SQSClient, queue_url: str) -> StatsReport:
 def day(moment: datetime | None) -> str:
     text = iso(moment)
     return "-" if text is None else text.replace("T", " ")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join(line(row) for row in [headers, *rows])
 
 
 def unreleased_note(count: int) -> list[str]:
