@@ -21,7 +21,11 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.JSO
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=orjson.dumps)
         if json_lines
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: with rich installed (the CLI's) structlog would draw rich ones,
+        # pages long for a one-line log event.
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     factory: structlog.types.WrappedLogger = (
         structlog.BytesLoggerFactory(file=sys.stderr.buffer)
