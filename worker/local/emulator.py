@@ -127,7 +127,7 @@ class EmulatorConfig:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Answer:
     """What one call answers: HTTP status, JSON body, and extra delay before answering."""
 
     status: int
@@ -136,9 +136,9 @@ class Outcome:
     delay_s: float = 0.0
 
 
-def error_outcome(name: ErrorCode, message: str | None = None) -> Outcome:
+def error_answer(name: ErrorCode, message: str | None = None) -> Answer:
     status, default_message = _ERRORS[name]
-    return Outcome(status, {"__type": name, "message": message or default_message}, name)
+    return Answer(status, {"__type": name, "message": message or default_message}, name)
 
 
 @dataclass(frozen=True)
@@ -265,9 +265,9 @@ class EmulatorState:
             self.fault = None
         return self.fault
 
-    def fault_outcome(self, now: float) -> Outcome | None:
+    def fault_answer(self, now: float) -> Answer | None:
         fault = self.active_fault(now)
-        return error_outcome(fault.code) if fault is not None else None
+        return error_answer(fault.code) if fault is not None else None
 
 
 def _digest(token: str, purpose: bytes) -> bytes:
@@ -301,40 +301,40 @@ def derive_customer(token: str, product_code: str) -> dict[str, str]:
     }
 
 
-def decide(token: str, state: EmulatorState) -> Outcome:
+def decide(token: str, state: EmulatorState) -> Answer:
     """Per-token rules. Only ``throttle-``/``error-`` tokens touch state (a call count)."""
     for prefix, error in _TERMINAL_PREFIXES.items():
         if token.startswith(prefix):
-            return error_outcome(error)
+            return error_answer(error)
     if not _TOKEN_ALPHABET.fullmatch(token):
         # Real tokens are base64-like; AWS answers anything else as an invalid token.
-        return error_outcome(ErrorCode.INVALID)
+        return error_answer(ErrorCode.INVALID)
     if counted := _COUNTED.match(token):
         key = _digest(token, b"").hex()
         state.attempts[key] += 1
         if state.attempts[key] <= int(counted[2]):
-            return error_outcome(
+            return error_answer(
                 ErrorCode.THROTTLING if counted[1] == "throttle" else ErrorCode.INTERNAL_ERROR
             )
     product = _PRODUCT.match(token)
     customer = derive_customer(token, product[1] if product else state.config.product_code)
     slow = _SLOW.match(token)
-    return Outcome(200, customer, SUCCESS, delay_s=int(slow[1]) / 1000 if slow else 0.0)
+    return Answer(200, customer, SUCCESS, delay_s=int(slow[1]) / 1000 if slow else 0.0)
 
 
-def service_gate(state: EmulatorState, now: float) -> Outcome | None:
+def service_gate(state: EmulatorState, now: float) -> Answer | None:
     """Service-wide knobs (fault switch, TPS cap, fault rate), applied in that order
     before the per-token rules. An active fault takes nothing from the TPS bucket."""
-    if faulted := state.fault_outcome(now):
+    if faulted := state.fault_answer(now):
         return faulted
     if state.bucket is not None and not state.bucket.take(now):
-        return error_outcome(ErrorCode.THROTTLING)
+        return error_answer(ErrorCode.THROTTLING)
     if state.config.fault_rate > 0 and state.rng.random() < state.config.fault_rate:
-        return error_outcome(ErrorCode.INTERNAL_ERROR)
+        return error_answer(ErrorCode.INTERNAL_ERROR)
     return None
 
 
-def resolve(token: str, state: EmulatorState, now: float) -> Outcome:
+def resolve(token: str, state: EmulatorState, now: float) -> Answer:
     return service_gate(state, now) or decide(token, state)
 
 
@@ -343,14 +343,14 @@ def _rejected_access_key(request: web.Request, config: EmulatorConfig) -> bool:
     return found is not None and found[1] in config.reject_access_keys
 
 
-def _parse_token(raw: bytes) -> str | Outcome:
+def _parse_token(raw: bytes) -> str | Answer:
     try:
         body = json.loads(raw)
     except ValueError:
-        return error_outcome(ErrorCode.SERIALIZATION)
+        return error_answer(ErrorCode.SERIALIZATION)
     token = body.get("RegistrationToken") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        return error_outcome(
+        return error_answer(
             ErrorCode.VALIDATION,
             "1 validation error detected: Value at 'registrationToken' failed to satisfy "
             "constraint: Member must be a non-empty string",
@@ -358,10 +358,10 @@ def _parse_token(raw: bytes) -> str | Outcome:
     return token
 
 
-def _respond(outcome: Outcome) -> web.Response:
+def _respond(answer: Answer) -> web.Response:
     return web.Response(
-        status=outcome.status,
-        body=json.dumps(outcome.body).encode(),
+        status=answer.status,
+        body=json.dumps(answer.body).encode(),
         headers={"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": str(uuid.uuid4())},
     )
 
@@ -374,29 +374,29 @@ async def _handle_api(request: web.Request) -> web.Response:
     token: str | None = None
     target = request.headers.get("X-Amz-Target", "")
     if _rejected_access_key(request, state.config):
-        outcome = error_outcome(ErrorCode.UNRECOGNIZED_CLIENT)
+        answer = error_answer(ErrorCode.UNRECOGNIZED_CLIENT)
     elif target != TARGET:
-        outcome = error_outcome(ErrorCode.UNKNOWN_OPERATION, f"Unknown operation {target[:100]!r}.")
+        answer = error_answer(ErrorCode.UNKNOWN_OPERATION, f"Unknown operation {target[:100]!r}.")
     else:
         parsed = _parse_token(await request.read())
         now = time.monotonic()
-        if isinstance(parsed, Outcome):
+        if isinstance(parsed, Answer):
             # The fault switch gates every call, even one whose body is malformed.
-            outcome = state.fault_outcome(now) or parsed
+            answer = state.fault_answer(now) or parsed
         else:
             token = parsed
-            outcome = resolve(token, state, now)
-    state.stats.record(outcome.label, token)
+            answer = resolve(token, state, now)
+    state.stats.record(answer.label, token)
     log.debug(
-        "resolve_customer outcome=%s status=%d token_sha256=%s",
-        outcome.label,
-        outcome.status,
+        "resolve_customer answer=%s status=%d token_sha256=%s",
+        answer.label,
+        answer.status,
         token_fingerprint(token) if token is not None else "-",
     )
-    delay = state.config.latency_ms / 1000 + outcome.delay_s
+    delay = state.config.latency_ms / 1000 + answer.delay_s
     if delay > 0:
         await asyncio.sleep(delay)
-    return _respond(outcome)
+    return _respond(answer)
 
 
 async def _handle_stats(request: web.Request) -> web.Response:
