@@ -5,10 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+from tests.support import regworker, tag, unique_name
 from worker.cli import main
+from worker.local.sandbox import LocalService, clean_environ
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 def test_no_arguments_print_the_help_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,3 +70,29 @@ def test_an_interrupted_command_exits_130(
     monkeypatch.setattr(provision, "provision_command", interrupted)
     assert main(["provision"]) == 130
     assert "regworker: interrupted" in capsys.readouterr().err
+
+
+def test_every_command_reads_dotenv_under_the_environment(
+    tmp_path: Path, moto: LocalService
+) -> None:
+    """`regworker provision --output .env` then `regworker enqueue` in the same directory,
+    with nothing else set: the tool reads the queue, the endpoint and the credentials from
+    .env (the environment, when it sets a variable, wins)."""
+    environ = {**clean_environ(), "AWS_ENDPOINT_URL": moto.url, **LOCAL_CREDENTIALS}
+    provisioned = regworker(
+        ["provision", "--name", unique_name("env"), "--output", ".env"], environ, tmp_path
+    )
+    assert provisioned.returncode == 0, provisioned.stderr
+    dotenv = (tmp_path / ".env").read_text()
+    (tmp_path / ".env").write_text(
+        dotenv
+        + f"AWS_ENDPOINT_URL={moto.url}\n"
+        + "".join(f"{key}={value}\n" for key, value in LOCAL_CREDENTIALS.items())
+        + "AWS_DEFAULT_REGION=us-east-1\n"
+    )
+    sent = regworker(["enqueue", f"tok-{tag()}"], clean_environ(), tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 1, failed 0")
+    elsewhere = regworker(["enqueue", f"tok-{tag()}"], clean_environ(), tmp_path.parent)
+    assert elsewhere.returncode == 2
+    assert "REGWORKER_QUEUE_URL" in elsewhere.stderr

@@ -14,9 +14,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import click
+from dotenv import load_dotenv
+
+from worker.core.settings import ENV_FILE
 
 
 class Command(NamedTuple):
@@ -120,9 +124,18 @@ def parse(argv: Sequence[str]) -> click.Context:
     return ctx
 
 
+def load_env_file(path: str = ENV_FILE) -> None:
+    """Every command reads the same settings: the environment, then ``.env`` in the
+    working directory for what the environment does not set (``regworker provision
+    --output .env`` writes one, AWS endpoint and credentials included for LocalStack)."""
+    if Path(path).is_file():
+        load_dotenv(path, override=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` selects; its exit code (the console script exits with it)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    load_env_file()
     if not arguments:
         click.echo(cli.get_help(click.Context(cli, info_name="regworker", **cli.context_settings)))
         return EXIT_USAGE
