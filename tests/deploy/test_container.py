@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 import yaml
+from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 
 from tests.deploy.conftest import HealthServer
@@ -59,36 +60,22 @@ class Stage:
         return found[-1]
 
 
-def logical_lines(text: str) -> list[str]:
-    """Instructions with their continuation lines joined, comments dropped."""
-    lines: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not pending):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        lines.append(pending + stripped)
-        pending = ""
-    assert not pending, "the Dockerfile ends inside a continued line"
-    return lines
-
-
 @cache
 def dockerfile() -> list[Stage]:
+    """The Dockerfile's stages, read by dockerfile-parse (continuations joined, comments
+    and parser directives apart)."""
     stages: list[Stage] = []
-    for line in logical_lines((ROOT / "Dockerfile").read_text()):
-        keyword, _, arguments = line.partition(" ")
-        keyword = keyword.upper()
+    for item in DockerfileParser(path=str(ROOT / "Dockerfile")).structure:
+        keyword, arguments = str(item["instruction"]).upper(), " ".join(str(item["value"]).split())
+        if keyword == "COMMENT":
+            continue
         if keyword == "FROM":
             base, *rest = arguments.split()
             name = rest[1] if len(rest) == 2 and rest[0].upper() == "AS" else str(len(stages))
             stages.append(Stage(name, base))
         else:
             assert stages, f"{keyword} before the first FROM"
-            stages[-1].instructions.append((keyword, arguments.strip()))
+            stages[-1].instructions.append((keyword, arguments))
     return stages
 
 
