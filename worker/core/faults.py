@@ -26,14 +26,11 @@ from botocore.exceptions import (
 
 from worker.core.errors import ConfigurationFault, TransientError
 
-# Credentials, signatures and permissions: retrying the same message cannot help, and
-# the message is not to blame. (ExpiredToken here is an STS session, not a registration
-# token: that one is ExpiredTokenException.)
-CONFIGURATION_CODES: Final = frozenset(
+# The caller's credentials or signature were refused: the same for every call and every
+# message; the start-up check names the credential variables for them. (ExpiredToken
+# here is an STS session, not a registration token: that one is ExpiredTokenException.)
+CREDENTIAL_CODES: Final = frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
-        "AuthorizationError",
         "UnrecognizedClientException",
         "InvalidClientTokenId",
         "InvalidSignatureException",
@@ -42,20 +39,27 @@ CONFIGURATION_CODES: Final = frozenset(
         "MissingAuthenticationToken",
         "ExpiredToken",
         "InvalidAccessKeyId",
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "NotFound",
-        "NotFoundException",
-        "ResourceNotFoundException",
-        "KMSAccessDeniedException",
-        "KMSDisabledException",
-        # The endpoint is not the service asked for (LocalStack answers 501 for an API it
-        # does not emulate): a wrong AWS_ENDPOINT_URL_*, never a passing fault.
-        "UnknownOperationException",
-        "InvalidAction",
-        "NotImplemented",
     }
 )
+# Credentials, permissions, missing resources, a wrong endpoint: retrying the same message
+# cannot help, and the message is not to blame.
+CONFIGURATION_CODES: Final = CREDENTIAL_CODES | {
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "NotFound",
+    "NotFoundException",
+    "ResourceNotFoundException",
+    "KMSAccessDeniedException",
+    "KMSDisabledException",
+    # The endpoint is not the service asked for (LocalStack answers 501 for an API it
+    # does not emulate): a wrong AWS_ENDPOINT_URL_*, never a passing fault.
+    "UnknownOperationException",
+    "InvalidAction",
+    "NotImplemented",
+}
 
 
 THROTTLING_CODES: Final = frozenset(

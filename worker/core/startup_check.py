@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError, NoCredentialsError, PartialCredenti
 
 from worker.core.errors import ConfigurationFault, RegworkerError
 from worker.core.faults import (
+    CREDENTIAL_CODES,
     THROTTLING_CODES,
     classify_aws_error,
     describe,
@@ -32,18 +33,6 @@ from worker.core.settings import Settings, Sink
 
 FIRST_RETRY_WAIT: Final = 0.5
 MAX_RETRY_WAIT: Final = 5.0
-CREDENTIAL_CODES: Final = frozenset(
-    {
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "MissingAuthenticationToken",
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-    }
-)
 ACCESS_CODES: Final = frozenset(
     {"AccessDenied", "AccessDeniedException", "AuthorizationError", "KMSAccessDeniedException"}
 )
