@@ -206,12 +206,10 @@ def dlq_by_body(sqs: SQSClient, resources: Resources) -> dict[str, dict[str, Any
     return {document["body"]: document["attributes"] for document in documents}
 
 
-async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
-    """One real run of every outcome through the wire: good tokens (plain, form post,
-    JSON, retried in place after throttles and 5xx, slow), and each dead-letter reason.
-    The outcome matrix case by case is tests/core/test_handler.py's."""
-    t = tag()
-    good = {
+def body_shapes(t: str) -> dict[str, str]:
+    """A good token in each body shape the worker reads (plain, form post, JSON
+    envelope), keyed by the token each carries."""
+    return {
         f"tok-plain-{t}": f"tok-plain-{t}",
         f"tok+form/{t}=": f"x-amzn-marketplace-token=tok%2Bform%2F{t}%3D"
         "&x-amzn-marketplace-offer-type=free-trial",
@@ -222,6 +220,16 @@ async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
                 "metadata": {"plan": "gold"},
             }
         ),
+    }
+
+
+async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
+    """One real run of every outcome through the wire: good tokens (plain, form post,
+    JSON, retried in place after throttles and 5xx, slow), and each dead-letter reason.
+    The outcome matrix case by case is tests/core/test_handler.py's."""
+    t = tag()
+    good = {
+        **body_shapes(t),
         f"throttle-2-{t}": f"throttle-2-{t}",  # throttled twice, then resolves in place
         f"error-2-{t}": f"error-2-{t}",  # 500 twice, then resolves in place
         f"slow-300-{t}": f"slow-300-{t}",

@@ -31,7 +31,6 @@ Moved here from the end-to-end tests, with their assertions:
 from __future__ import annotations
 
 import asyncio
-import json
 from functools import partial
 
 import pytest
@@ -40,7 +39,7 @@ from structlog.testing import capture_logs
 
 from tests.core.fakes import LONGEST_POLL_SECONDS, PRODUCT, FakeClaimStore, FakeQueue
 from tests.core.rig import Rig, eventually, fake_settings, held, when_held
-from tests.support import HOSTILE, original_body, schema_validator, tag
+from tests.support import HOSTILE, body_shapes, original_body, schema_validator, tag
 from worker.aws.sqs import BatchEntryError
 from worker.core.errors import (
     ApiDisabled,
@@ -76,16 +75,7 @@ async def test_every_outcome_in_one_run() -> None:
     rig = Rig.build(settings)
     t = tag()
     good = {
-        f"tok-plain-{t}": f"tok-plain-{t}",
-        f"tok+form/{t}=": f"x-amzn-marketplace-token=tok%2Bform%2F{t}%3D"
-        "&x-amzn-marketplace-offer-type=free-trial",
-        f"tok-json-{t}": json.dumps(
-            {
-                "registration_token": f"tok-json-{t}",
-                "correlation_id": f"corr-{t}",
-                "metadata": {"plan": "gold"},
-            }
-        ),
+        **body_shapes(t),
         f"throttled-{t}": f"throttled-{t}",  # throttled past its budget once, then resolved
         f"error-{t}": f"error-{t}",  # 5xx past its budget once, then resolved
     }
