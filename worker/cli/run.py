@@ -7,18 +7,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 import structlog
-from dotenv import dotenv_values
 
 from worker.cli.base import RawEpilogCommand
 from worker.core.consumer import Consumer, ReceiveLoopDied
 from worker.core.logs import configure_logging
 from worker.core.service import RunReport, run_worker
 from worker.core.settings import (
-    ENV_FILE,
     Settings,
     SettingsError,
     load_settings,
@@ -81,11 +78,10 @@ def run_command(*, until_empty: bool) -> int:
 
 
 def warn_unknown_variables() -> None:
-    """One warning naming the REGWORKER_* variables (environment or .env) no setting reads.
-    A warning, not a stop: the other commands' variables may share the environment."""
-    dotenv = Path(ENV_FILE)
-    names = [*os.environ, *(dotenv_values(dotenv) if dotenv.is_file() else {})]
-    unknown = unknown_variables(names)
+    """One warning naming the REGWORKER_* variables no setting reads (those of .env too:
+    the CLI has loaded it into the environment). A warning, not a stop: the other
+    commands' variables may share the environment."""
+    unknown = unknown_variables(os.environ)
     if unknown:
         log.warning("unknown_settings", variables=unknown, note="no setting reads them: ignored")
 
