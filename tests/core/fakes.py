@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.aws.sqs import BatchEntryError, ReceivedMessage
+from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.dead_letter import DeadLetter, OutgoingLetter
 from worker.core.errors import DeadLetterReason, Rejected
 from worker.core.events import ResolvedCustomer

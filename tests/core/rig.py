@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.core.fakes import FakeClaimStore, FakeDeadLetters, FakePublisher, FakeQueue, FakeResolver
-from worker.aws.sqs import ReceivedMessage
+from worker.aws.sqs_wire import ReceivedMessage
 from worker.core.consumer import Consumer
 from worker.core.fault_hold import FaultHold
 from worker.core.flow_control import FlowController, Pacer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from worker.aws.sqs import ReceivedMessage
+from worker.aws.sqs_wire import ReceivedMessage
 from worker.core.dead_letter import (
     REASON,
     DeadLetter,

@@ -40,7 +40,7 @@ from structlog.testing import capture_logs
 from tests.core.fakes import LONGEST_POLL_SECONDS, PRODUCT, FakeClaimStore, FakeQueue
 from tests.core.rig import Rig, eventually, fake_settings, held, when_held
 from tests.support import HOSTILE, body_shapes, original_body, schema_validator, tag
-from worker.aws.sqs import BatchEntryError
+from worker.aws.sqs_wire import BatchEntryError
 from worker.core.errors import (
     ApiDisabled,
     ConfigurationFault,

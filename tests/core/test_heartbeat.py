@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from worker.aws.sqs import BatchEntryError, ReceivedMessage, SourceQueue
+from worker.aws.sqs import SourceQueue
+from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.heartbeat import VisibilityHeartbeat
 
 

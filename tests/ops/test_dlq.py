@@ -27,8 +27,7 @@ import pytest
 from mypy_boto3_sqs.client import SQSClient
 
 from tests.support import REGION, drain, run_command, unique_name
-from worker.aws.sqs import ReceivedMessage
-from worker.aws.sqs_wire import chunks, queue_depth
+from worker.aws.sqs_wire import ReceivedMessage, chunks, queue_depth
 from worker.cli import main, parse
 from worker.cli.dlq import parse_duration, target_from
 from worker.cli.output import ProgressBar

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from worker.aws.sqs_wire import (
     DEPTH_ATTRIBUTES,
     MAX_BATCH,
-    BatchEntryError,
     QueueDepth,
     ReceivedMessage,
     entry_outcomes,
@@ -20,16 +19,6 @@ from worker.core.batcher import Batcher
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
-
-# Re-exported: the worker's modules and tests know these names from here.
-__all__ = [
-    "MAX_BATCH",
-    "BatchEntryError",
-    "ReceivedMessage",
-    "SourceQueue",
-    "VisibilityChange",
-    "entry_outcomes",
-]
 
 
 @dataclass(frozen=True)

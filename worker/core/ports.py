@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from worker.aws.sqs import ReceivedMessage
+from worker.aws.sqs_wire import ReceivedMessage
 from worker.core.dead_letter import DeadLetter
 from worker.core.events import ResolvedCustomer
 from worker.core.idempotency import ClaimResult
