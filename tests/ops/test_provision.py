@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support import drain, run_command, unique_name
+from tests.support import drain, regworker, run_command, unique_name
 from worker.cli import main
 from worker.core.events import EVENT_TYPE
 from worker.core.settings import Settings, Sink
@@ -42,6 +42,7 @@ EVENTBRIDGE_KEYS = [
 SNS_KEYS = [key.replace("EVENT_BUS_NAME", "TOPIC_ARN") for key in EVENTBRIDGE_KEYS]
 LOCALSTACK_KEYS = [
     "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_MARKETPLACE_METERING",
     "AWS_DEFAULT_REGION",
     "REGWORKER_AWS_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -392,16 +393,18 @@ def test_tap_json_names_the_tap_queue(
     assert "REGWORKER_TAP_QUEUE_URL" not in json.loads(out)
 
 
-def test_localstack_output_is_all_enqueue_needs(
+def test_localstack_output_is_all_the_other_commands_need(
     moto: LocalService,
+    emulator: LocalService,
     aws_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: Any,
     tmp_path: Path,
 ) -> None:
-    """`provision --localstack --output .env` writes the endpoint, region, credentials,
-    queue URLs and sink; `regworker enqueue` then works with that file's variables and
-    nothing else (moto stands in for LocalStack, in a region moto keeps apart)."""
+    """`provision --localstack --output .env` writes the endpoints, region, credentials,
+    queue URLs and sink; `regworker enqueue` and `regworker run` then work from that
+    directory with nothing else set (moto stands in for LocalStack, in a region moto
+    keeps apart; the emulator answers ResolveCustomer)."""
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     monkeypatch.setenv("LOCALSTACK_HOST", moto.url.removeprefix("http://"))
     name = unique_name("prov")
@@ -414,6 +417,8 @@ def test_localstack_output_is_all_enqueue_needs(
         name,
         "--region",
         "eu-west-3",
+        "--metering-endpoint",
+        emulator.url,
         "--output",
         str(dotenv),
     )
@@ -421,6 +426,7 @@ def test_localstack_output_is_all_enqueue_needs(
     written = parse_env(dotenv.read_text())
     assert {key: written[key] for key in LOCALSTACK_KEYS} == {
         "AWS_ENDPOINT_URL": moto.url,
+        "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url,
         "AWS_DEFAULT_REGION": "eu-west-3",
         "REGWORKER_AWS_REGION": "eu-west-3",
         "AWS_ACCESS_KEY_ID": "test",
@@ -432,20 +438,20 @@ def test_localstack_output_is_all_enqueue_needs(
     assert (settings.aws_region, settings.sink) == ("eu-west-3", Sink.EVENTBRIDGE)
 
     token = f"tok-{unique_name()}"
-    isolated = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-    done = subprocess.run(
-        [sys.executable, "-m", "worker", "enqueue", token],
-        env={**clean_environ(), **isolated, **written},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    only_the_file = {
+        **clean_environ(),
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    sent = regworker(["enqueue", token], only_the_file, tmp_path)
+    assert (sent.returncode, sent.stdout) == (0, "sent 1, failed 0\n"), sent.stderr
+    ran = regworker(
+        ["run", "--until-empty"],
+        {**only_the_file, "REGWORKER_HTTP_PORT": "0", "REGWORKER_WAIT_TIME_SECONDS": "1"},
+        tmp_path,
     )
-    assert (done.returncode, done.stdout) == (0, "sent 1, failed 0\n"), done.stderr
-    sqs = boto3.client("sqs", endpoint_url=moto.url, region_name="eu-west-3")
-    [message] = drain(sqs, written["REGWORKER_QUEUE_URL"], 1)
-    assert json.loads(message["Body"])["registration_token"] == token
+    assert ran.returncode == 0, ran.stderr
+    assert "published=1" in ran.stderr
 
 
 def test_unreachable_endpoint_is_one_line_and_exit_1(

@@ -27,6 +27,7 @@ from worker.aws.region import region_from
 from worker.cli.base import Checked, RawEpilogCommand
 from worker.core.faults import describe, error_code
 from worker.core.settings import Sink
+from worker.local.emulator import DEFAULT_PORT
 from worker.ops.provision import (
     DEFAULT_EVENT_SOURCE,
     DEFAULT_MAX_RECEIVES,
@@ -41,6 +42,8 @@ from worker.ops.provision import (
     localstack_env,
     provision,
 )
+
+EMULATOR_ENDPOINT = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def resource_prefix(value: str) -> str:
@@ -141,6 +144,14 @@ PROVISION_EPILOG = (
     help="aim at LocalStack (LOCALSTACK_HOST, default localhost:4566) with dummy credentials;"
     " the settings then also hold the AWS_* variables the other commands need to reach it",
 )
+@click.option(
+    "--metering-endpoint",
+    default=EMULATOR_ENDPOINT,
+    show_default=True,
+    metavar="URL",
+    help="with --localstack, where ResolveCustomer is answered (LocalStack does not"
+    " emulate it; `regworker emulator` does, on this address by default)",
+)
 def command(**params: Any) -> int:
     return provision_command(SimpleNamespace(**params))
 
@@ -171,7 +182,12 @@ def provision_command(args: SimpleNamespace) -> int:
         return _fail(f"{error_code(error)}: {describe(error)}", 1)
     except (BotoCoreError, ProvisionError) as error:
         return _fail(describe(error), 1)
-    env = output_env(resources, region, localstack=args.localstack, as_json=args.as_json)
+    env = output_env(
+        resources,
+        region,
+        localstack=args.metering_endpoint if args.localstack else None,
+        as_json=args.as_json,
+    )
     text = render_settings(env, as_json=args.as_json)
     if args.output is None:
         sys.stdout.write(text)
@@ -182,12 +198,13 @@ def provision_command(args: SimpleNamespace) -> int:
 
 
 def output_env(
-    resources: Resources, region: str, *, localstack: bool, as_json: bool
+    resources: Resources, region: str, *, localstack: str | None, as_json: bool
 ) -> dict[str, str]:
-    """What is printed: the worker's settings; with --localstack first the endpoint,
-    region and credentials that reach it; with --json the tap queue too (a script that
-    reads events needs it, a worker does not)."""
-    env = localstack_env(region) if localstack else {}
+    """What is printed: the worker's settings; with --localstack (``localstack`` is then
+    the ResolveCustomer endpoint) first the endpoints, region and credentials that reach
+    it; with --json the tap queue too (a script that reads events needs it, a worker
+    does not)."""
+    env = localstack_env(region, localstack) if localstack is not None else {}
     env.update(resources.settings_env())
     if as_json and resources.tap_queue_url:
         env["REGWORKER_TAP_QUEUE_URL"] = resources.tap_queue_url

@@ -58,6 +58,8 @@ from typing import Final
 import structlog
 from botocore.retries.throttling import CubicCalculator
 
+from worker.core.pacing import Turns
+
 log = structlog.get_logger(__name__)
 
 FLOOR: Final = 0.5
@@ -271,16 +273,16 @@ class FlowController:
 class Pacer:
     """Gives callers their turns one after another, each 1/rate after the last, at the
     rate current at that turn: a change of rate applies to the very next turn, not after
-    a queue of turns already handed out at the old rate. Idle time banks no burst: a
-    quiet minute is not a license for a minute's calls at once. A turn less than
+    a queue of turns already handed out at the old rate. Idle time banks no burst
+    (``pacing.Turns``): a quiet minute is not a license for a minute's calls. A turn less than
     ``PACER_TOLERANCE_SECONDS`` away is taken at once: at high rates a timer per call
     would cost more than the call's own bookkeeping."""
 
     def __init__(self, controller: FlowController, clock: Clock = time.monotonic) -> None:
         self.controller = controller
         self._clock = clock
-        self._last_turn = -math.inf
-        self._turns = asyncio.Lock()
+        self._turns = Turns()
+        self._queue = asyncio.Lock()
         self.waiting = 0
 
     async def acquire(self) -> None:
@@ -288,17 +290,15 @@ class Pacer:
         ``controller.on_send()`` right before sending it."""
         self.waiting += 1
         try:
-            async with self._turns:
+            async with self._queue:
                 while True:
                     spacing = 1.0 / self.controller.rate
-                    due = self._last_turn + spacing
+                    due = self._turns.due(spacing)
                     now = self._clock()
                     if due - now < PACER_TOLERANCE_SECONDS:
                         break
                     await asyncio.sleep(due - now)
-                # A wake-up a little late does not slow the rate down; after idle time
-                # the turn counts from now.
-                self._last_turn = due if now - due < spacing else now
+                self._turns.take(due, now, spacing)
         finally:
             self.waiting -= 1
 

@@ -388,9 +388,10 @@ def _provision_eventbridge(
 # LocalStack takes any credentials; these are its documented ones (account 000000000000).
 
 
-def localstack_env(region: str) -> dict[str, str]:
+def localstack_env(region: str, metering_endpoint: str) -> dict[str, str]:
     """The AWS variables that aim every other command at the LocalStack a
-    ``localstack_session`` reaches: its endpoint, the region and test credentials."""
+    ``localstack_session`` reaches: its endpoint, the region and test credentials; and,
+    as LocalStack does not emulate ResolveCustomer, the endpoint that answers it."""
     try:
         from localstack_client.config import get_service_endpoint
     except ImportError:
@@ -400,6 +401,7 @@ def localstack_env(region: str) -> dict[str, str]:
     endpoint = get_service_endpoint("sqs") or ""
     return {
         "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_MARKETPLACE_METERING": metering_endpoint,
         "AWS_DEFAULT_REGION": region,
         "REGWORKER_AWS_REGION": region,
         **LOCALSTACK_CREDENTIALS,

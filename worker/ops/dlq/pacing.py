@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from worker.aws.sqs_wire import MAX_BATCH
+from worker.core.pacing import Turns
 
 
 class StopFlag:
@@ -52,8 +53,10 @@ def sigint_stops(stop: StopFlag) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-class Pacer:
-    """Spaces sends so that at most ``rate`` messages go per second."""
+class ReplayPacer:
+    """Spaces batches so that at most ``rate`` messages go per second (None: no limit),
+    by the worker's own rule (``pacing.Turns``): a batch of n is due n/rate after the
+    last batch of n."""
 
     def __init__(
         self,
@@ -64,7 +67,8 @@ class Pacer:
         self._rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._next = 0.0
+        self._turns = Turns()
+        self._last_count = 0
 
     def batch_size(self) -> int:
         return MAX_BATCH if self._rate is None else max(1, min(MAX_BATCH, int(self._rate)))
@@ -73,10 +77,12 @@ class Pacer:
         """Wait for room to send ``count`` messages; False if asked to stop meanwhile."""
         if self._rate is None:
             return not stop.is_set()
-        start = max(self._clock(), self._next)
-        while (left := start - self._clock()) > 0:
+        spacing = self._last_count / self._rate
+        due = self._turns.due(spacing)
+        while (left := due - self._clock()) > 0:
             if stop.is_set():
                 return False
             self._sleep(min(0.05, left))
-        self._next = start + count / self._rate
+        self._turns.take(due, self._clock(), spacing)
+        self._last_count = count
         return not stop.is_set()

@@ -6,7 +6,7 @@ in both queues at worst (a duplicate, which the worker's stable event_id makes
 harmless), never in neither.
 
 ``Replayer`` runs the loop; each job is its own collaborator: ``Selector`` (which
-messages), ``Pacer`` and ``StopFlag`` (how fast, when to stop), ``Sender`` (the copy),
+messages), ``ReplayPacer`` and ``StopFlag`` (how fast, when to stop), ``Sender`` (the copy),
 ``AuditLog`` (the record), ``DlqDeleter`` (the original). ``on_progress(done, total,
 detail)`` tells a caller where the run stands (the command line draws a bar with it).
 """
@@ -23,7 +23,7 @@ from worker.aws.sqs_wire import MAX_BATCH, batch_results, queue_depth
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.ops.dlq.audit import AuditLog
 from worker.ops.dlq.model import DlqMessage
-from worker.ops.dlq.pacing import Pacer, StopFlag
+from worker.ops.dlq.pacing import ReplayPacer, StopFlag
 from worker.ops.dlq.report import describe_message
 from worker.ops.dlq.scan import Holdings, Scanner
 from worker.ops.dlq.selection import ReplayOptions, Selection, Selector
@@ -136,7 +136,7 @@ class Replayer:
         *,
         audit: AuditLog | None = None,
         on_progress: OnProgress | None = None,
-        pacer: Pacer | None = None,
+        pacer: ReplayPacer | None = None,
     ) -> None:
         self._client = client
         self._dlq_url = dlq_url
@@ -147,7 +147,7 @@ class Replayer:
         self._audit = audit or AuditLog(None, destination_url)
         self._on_progress = on_progress
         self._expected = 0
-        self._pacer = pacer or Pacer(options.rate)
+        self._pacer = pacer or ReplayPacer(options.rate)
         self.summary = ReplaySummary(destination_url, dry_run=options.dry_run)
 
     def run(self, stop: StopFlag | None = None) -> ReplaySummary:
