@@ -10,7 +10,7 @@ from botocore.exceptions import EndpointConnectionError
 from structlog.testing import capture_logs
 
 from worker.core.errors import ConfigurationFault
-from worker.core.fault_hold import FaultHold
+from worker.core.fault_hold import FRESH_EVIDENCE_SECONDS, FaultHold
 from worker.core.probes import Component
 
 
@@ -126,7 +126,22 @@ async def test_probe_passes_runs_the_probe_once_without_holding() -> None:
     assert not hold.active
     assert (working.calls, broken.calls) == (1, 1)
     hold.report(Component.SINK, working.error)
-    assert not await hold.probe_passes(Component.SINK)  # held: not working, no probe spent
+    # held: not working, no probe spent
+    assert not await hold.probe_passes(Component.SINK)
+    await hold.close()
+
+
+async def test_another_call_that_got_through_spares_the_probe() -> None:
+    """A call of another message that got through a moment ago is the evidence the
+    probe would fetch: no probe is spent. One from longer ago is not."""
+    resolve = Dependency(0, ConfigurationFault("unused"))
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: resolve.probe}, max_wait=1.0)
+    hold.worked(Component.RESOLVE_CUSTOMER)
+    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER)
+    assert (resolve.calls, hold.probes_spared) == (0, 1)
+    await asyncio.sleep(FRESH_EVIDENCE_SECONDS + 0.1)
+    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER)
+    assert (resolve.calls, hold.probes_spared) == (1, 1)
     await hold.close()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ log = structlog.get_logger(__name__)
 FIRST_PROBE_WAIT: Final = 1.0
 REPORT_EVERY_SECONDS: Final = 60.0
 PROBE_TIMEOUT_SECONDS: Final = 10.0
+# Another call through this recently shows a dependency works as well as a probe would.
+FRESH_EVIDENCE_SECONDS: Final = 0.5
 
 
 @dataclass
@@ -76,7 +79,9 @@ class FaultHold:
         self._clear.set()
         self._stopping = asyncio.Event()
         self._last_error_log: dict[Component, float] = {}
+        self._worked_at: dict[Component, float] = {}
         self.holds = 0
+        self.probes_spared = 0
 
     @property
     def active(self) -> bool:
@@ -125,11 +130,21 @@ class FaultHold:
             self._probing[component].cancel()
             self._cleared(fault)
 
+    def worked(self, component: Component) -> None:
+        """A call to ``component`` got through just now (any message's)."""
+        self._worked_at[component] = time.monotonic()
+
     async def probe_passes(self, component: Component) -> bool:
-        """Run ``component``'s probe once, without holding: does it work for others? A
-        component already held does not."""
+        """Does ``component`` work for others? A component already held does not. When
+        another message's call got through within ``FRESH_EVIDENCE_SECONDS``, it does,
+        without a probe: that answer is the evidence the probe would fetch, and it costs
+        the account's quota nothing (a probe of ResolveCustomer is a call like any other,
+        and it can meet a passing error of its own)."""
         if component in self._faults:
             return False
+        if time.monotonic() - self._worked_at.get(component, -math.inf) <= FRESH_EVIDENCE_SECONDS:
+            self.probes_spared += 1
+            return True
         try:
             await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
         except Exception:  # any failure means: not working

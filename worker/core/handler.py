@@ -250,8 +250,9 @@ class MessageHandler:
         the message in hand under the fault hold and run it again when the fault clears.
         A failure that may be the message's own (an entry refused for itself, a token's
         resolve that kept failing, ``DisabledApi``) is put to the component's probe
-        first: if the probe gets through, the dependency works for others, and after
-        ``own_tries`` the message takes its own path. Raises ``Interrupted`` when the
+        first (spared when another message's call just got through): if it gets
+        through, the dependency works for others, and after ``own_tries`` the message
+        takes its own path. Raises ``Interrupted`` when the
         worker stops while the message waits."""
         hold = self._parts.hold
         own = held = 0  # failures judged the message's own; failures held for
@@ -281,6 +282,7 @@ class MessageHandler:
                 if not waited:
                     raise Interrupted(component.value) from error
                 continue
+            hold.worked(component)
             if own or held or hold.holds_for(component):
                 hold.succeeded(component)
             return result
