@@ -15,13 +15,23 @@ path's capacity:
   window until the throttling stops. Answers to calls sent before a decrease are no new signal.
 - **Increase with time.** After a decrease the rate climbs back along botocore's CUBIC
   curve (``botocore.retries.throttling.CubicCalculator``, the curve the SDK's adaptive
-  retry mode uses): quickly to what got through, slowly near it, then faster to probe
-  above it, up to the ceiling. It grows with the clock, not with successes, so a
-  slowed-down worker recovers as fast as a busy one. Within one window it grows by at
-  most ``WINDOW_GROWTH`` while well below the last plateau, and once near it (probing
-  for more) by at most ``PROBE_GROWTH_PER_SECOND`` of its rate per second: at a few
-  calls per second a window spans a second or more, and CUBIC's curve alone would
-  overshoot the quota by a third before the window is judged.
+  retry mode uses), quickly and concavely to the plateau (what got through), at most
+  ``WINDOW_GROWTH`` a window. It grows with the clock, not with successes, so a
+  slowed-down worker recovers as fast as a busy one.
+- **Probe above the plateau additively.** Above it the rate grows by
+  ``PROBE_CALLS_PER_SECOND`` each second, the same amount for every worker: a larger
+  share gains no faster than a smaller one, so workers sharing a quota converge to fair
+  shares (AIMD's argument; a growth in proportion to the rate would keep whatever
+  shares they had), and at a few calls per second a window that takes seconds to judge
+  overshoots little. After ``PROBE_FAST_AFTER_SECONDS`` with no cut the probe grows by
+  ``PROBE_GROWTH_PER_SECOND`` of the rate instead: capacity was freed (a worker stopped,
+  the quota was raised) and is found within about half a minute.
+- **A proven rate is trusted once.** A rate that ran clean with no cut for
+  ``PROVEN_SECONDS`` is proven. Throttled there, the plateau stays at that rate for
+  ``TRUST_EPISODE_SECONDS``, so the climb back is quick: a burst of throttles at a rate
+  that served for long (tokens refused for themselves, a passing limit) costs seconds,
+  not the additive probe back. A cut after the episode, still near that rate, voids
+  the proof: the quota did change (another worker took a share).
 - **Retries are no signal while first attempts speak.** Under an account quota a retry
   is throttled as often as a first call, so first attempts alone give the share; but
   a call refused for itself (one token throttled again and again) would otherwise fill
@@ -35,10 +45,10 @@ path's capacity:
   exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
 
 Several workers sharing one account quota see about the same throttled share, so each
-cuts by the same factor; the climb is additive in calls/s (CUBIC's curve in absolute
-units above ``CUBIC_REFERENCE_RATE``, sub-linear below), which favours the smaller share,
-so their rates converge to a fair share, as AIMD's do. ``tests/flow_sim.py`` simulates
-it.
+cuts by the same factor, and each probes up by the same calls/s: their rates converge
+to a fair share, as AIMD's do. ``tests/flow_sim.py`` simulates it; the start rate's
+default (``REGWORKER_RESOLVE_START_RATE``, 2/s) keeps a fleet started together from
+overshooting a small quota many times over before the first window is judged.
 
 Why not botocore's adaptive mode (or aiobotocore's ``AsyncClientRateLimiter``) as is? It
 decreases on every throttled answer, so a burst of throttles within one round trip
@@ -74,14 +84,25 @@ MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
 SLOW_START_BETA: Final = 0.5
 WINDOW_GROWTH: Final = 1.5
+# Above the last plateau the rate probes by this many calls/s each second: the same
+# for every worker, so a larger share gains no faster than a smaller one (AIMD's fair
+# convergence), and slow enough that workers sharing a small quota overshoot it little
+# before a window is judged.
+PROBE_CALLS_PER_SECOND: Final = 0.1
+# After this long without a cut, capacity has likely been freed (a worker stopped, the
+# quota was raised): the probe grows by PROBE_GROWTH_PER_SECOND of the rate instead.
+PROBE_FAST_AFTER_SECONDS: Final = 30.0
 PROBE_GROWTH_PER_SECOND: Final = 0.1
-# A window starting at this share of the last plateau (CUBIC's w_max) or above is probing.
-NEAR_PLATEAU: Final = 0.8
+# A rate that ran clean with no cut for this long is proven: throttled there, the
+# controller trusts it for one episode and climbs straight back to it.
+PROVEN_SECONDS: Final = 25.0
+PROVEN_MATCH: Final = 0.9
+TRUST_EPISODE_SECONDS: Final = 6.0
 SLOW_START_DOUBLING_SECONDS: Final = 1.0
 # botocore's CUBIC scale (0.4 calls/s per s^3) holds from the reference rate; below it
-# the scale shrinks with the square root of the rate, or a quota of a few calls/s is
-# overshot many times over between two windows. (In proportion would make the climb
-# multiplicative, and workers sharing a quota would keep whatever shares they had.)
+# the scale shrinks with the square root of the rate, so the concave climb back to the
+# plateau takes a few seconds at any rate (with the full scale, a quota of a few calls/s
+# would be regained within one window, before the window could judge it).
 CUBIC_SCALE: Final = 0.4
 CUBIC_REFERENCE_RATE: Final = 50.0
 # Smoothing of the round-trip time, as TCP's SRTT (RFC 6298).
@@ -144,6 +165,9 @@ class FlowController:
         self._last_decrease = -math.inf
         self._rtt = 0.0
         self._w_max = math.inf
+        self._proven = 0.0
+        self._trusted = False
+        self._trust_until = -math.inf
         self.decreases = 0
         self.throttled = 0
         self._logged_rate = self._start_rate
@@ -162,11 +186,17 @@ class FlowController:
         return max(self._floor, min(self.ceiling, rate, self._window_cap(now)))
 
     def _window_cap(self, now: float) -> float:
+        """Up to the plateau, CUBIC's concave climb, at most ``WINDOW_GROWTH`` a window;
+        above it, the probe's slope."""
         window = self._window
-        if self._cubic is not None and window.start_rate >= NEAR_PLATEAU * self._w_max:
-            elapsed = max(0.0, now - window.start)
-            return window.start_rate * (1 + PROBE_GROWTH_PER_SECOND * elapsed)
-        return window.start_rate * WINDOW_GROWTH
+        climb = window.start_rate * WINDOW_GROWTH
+        if self._cubic is None:
+            return climb
+        slope = PROBE_CALLS_PER_SECOND
+        if now - self._last_decrease >= PROBE_FAST_AFTER_SECONDS:
+            slope = max(slope, PROBE_GROWTH_PER_SECOND * window.start_rate)
+        probe = window.start_rate + slope * max(0.0, now - window.start)
+        return max(probe, min(self._w_max, climb))
 
     def on_send(self) -> float:
         """Count a call going out now; returns its send time, for ``on_answer``."""
@@ -203,8 +233,17 @@ class FlowController:
         if window.any_throttled:
             self._decrease(window, now)
         else:
+            self._note_clean(window, now)
             self._window = Window(start=now, start_rate=self.rate)
             self._note_growth()
+
+    def _note_clean(self, window: Window, now: float) -> None:
+        """A clean window long after the last cut (or before any) proves its rate."""
+        if window.calls < MIN_FIRST_ATTEMPTS or now - self._last_decrease < PROVEN_SECONDS:
+            return
+        rate = min(self.rate, window.sent / max(now - window.start, 1e-3))
+        if rate >= self._proven:
+            self._proven, self._trusted = rate, True
 
     def _mature(self, window: Window, now: float) -> bool:
         elapsed = now - window.start
@@ -226,7 +265,7 @@ class FlowController:
         # curve starts at w_max * beta = new and climbs back with time. When even the
         # bounded cut stays above what got through, the curve starts flat at the new
         # rate instead: no quick climb back into the throttling.
-        w_max = max(got_through, new)
+        w_max = max(got_through, new, self._trusted_plateau(sent_rate, got_through, now))
         self._cubic = CubicCalculator(
             starting_max_rate=w_max,
             start_time=now,
@@ -247,6 +286,20 @@ class FlowController:
             why=f"throttled {window.throttled + window.retries_throttled} of {window.answers}"
             f" calls ({window.throttled} of {window.calls} first attempts) in the last window",
         )
+
+    def _trusted_plateau(self, sent_rate: float, got_through: float, now: float) -> float:
+        """The plateau the proven rate vouches for, or 0. Throttled at a rate that ran
+        clean for long, the quota is unlikely to have moved: a burst of throttles (a
+        retry storm elsewhere, a passing limit) costs one episode, not the slow probe
+        back. A cut after the episode, still near that rate, voids the proof: the quota
+        did change (another worker took a share)."""
+        if self._trusted and sent_rate >= PROVEN_MATCH * self._proven:
+            self._trusted = False
+            self._trust_until = now + TRUST_EPISODE_SECONDS
+        if now < self._trust_until:
+            return self._proven
+        self._proven = min(self._proven, got_through)
+        return 0.0
 
     def _beta(self, rate: float) -> float:
         """The deepest cut one window may make. Leaving slow start below the ceiling, the
