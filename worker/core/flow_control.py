@@ -4,8 +4,8 @@ AWS publishes no request quota for ResolveCustomer and answers ``ThrottlingExcep
 above it, so the worker paces its calls at a rate it learns, the way TCP learns a
 path's capacity:
 
-- **Start.** ``start_rate`` calls/s, doubling every second (slow start) until the first
-  throttle or the ceiling.
+- **Start.** ``start_rate`` calls/s, doubling every second (slow start), at most
+  ``WINDOW_GROWTH`` a window, until the first throttle or the ceiling.
 - **Decrease at most once per window.** A window gathers the answers to the calls sent
   since the last decrease; it is mature once it holds ``WINDOW_CALLS`` answers over at
   least half a second and a round trip. The first throttle of a mature window decreases the
