@@ -4,6 +4,7 @@ with backoff until the dependency answers, clears by itself, and lets go at shut
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -121,26 +122,33 @@ async def test_probe_passes_runs_the_probe_once_without_holding() -> None:
         {Component.SINK: working.probe, Component.DEAD_LETTER_QUEUE: broken.probe},
         max_wait=1.0,
     )
-    assert await hold.probe_passes(Component.SINK)
-    assert not await hold.probe_passes(Component.DEAD_LETTER_QUEUE)
+    now = time.monotonic()
+    assert await hold.probe_passes(Component.SINK, failed_at=now)
+    assert not await hold.probe_passes(Component.DEAD_LETTER_QUEUE, failed_at=now)
     assert not hold.active
     assert (working.calls, broken.calls) == (1, 1)
     hold.report(Component.SINK, working.error)
     # held: not working, no probe spent
-    assert not await hold.probe_passes(Component.SINK)
+    assert not await hold.probe_passes(Component.SINK, failed_at=now)
     await hold.close()
 
 
-async def test_another_call_that_got_through_spares_the_probe() -> None:
-    """A call of another message that got through a moment ago is the evidence the
-    probe would fetch: no probe is spent. One from longer ago is not."""
+async def test_another_call_through_after_the_failure_spares_the_probe() -> None:
+    """A call of another message that gets through after this one failed is the
+    evidence the probe would fetch: no probe is spent. One that got through before the
+    failure is not (an outage's first failures come right after the last successes):
+    after waiting FRESH_EVIDENCE_SECONDS for better, the probe decides."""
     resolve = Dependency(0, ConfigurationFault("unused"))
     hold = FaultHold({Component.RESOLVE_CUSTOMER: resolve.probe}, max_wait=1.0)
     hold.worked(Component.RESOLVE_CUSTOMER)
-    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER)
-    assert (resolve.calls, hold.probes_spared) == (0, 1)
-    await asyncio.sleep(FRESH_EVIDENCE_SECONDS + 0.1)
-    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER)
+    failed_at = time.monotonic()
+    started = time.monotonic()
+    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
+    assert (resolve.calls, hold.probes_spared) == (1, 0)
+    assert time.monotonic() - started >= FRESH_EVIDENCE_SECONDS
+    failed_at = time.monotonic()
+    asyncio.get_running_loop().call_later(0.1, hold.worked, Component.RESOLVE_CUSTOMER)
+    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
     assert (resolve.calls, hold.probes_spared) == (1, 1)
     await hold.close()
 

@@ -26,3 +26,10 @@ def test_idle_time_banks_no_burst() -> None:
     turns.take(turns.due(0.1), now=10.0, spacing=0.1)
     turns.take(turns.due(0.1), now=70.0, spacing=0.1)  # a quiet minute
     assert turns.due(0.1) == pytest.approx(70.1)
+
+
+def test_without_catch_up_a_late_turn_is_not_made_up_for() -> None:
+    turns = Turns(catch_up=False)
+    turns.take(turns.due(0.1), now=10.0, spacing=0.1)
+    turns.take(turns.due(0.1), now=10.15, spacing=0.1)  # woke 50 ms late
+    assert turns.due(0.1) == pytest.approx(10.25)

@@ -44,3 +44,17 @@ def test_replay_pacer_stops_while_waiting() -> None:
     pacer = ReplayPacer(1, clock=time.clock, sleep=lambda seconds: stop.set())
     assert pacer.wait(1, stop)
     assert not pacer.wait(1, stop)
+
+
+def test_replay_pacer_does_not_catch_up_after_a_slow_batch() -> None:
+    """A batch sent late (a slow scan) is followed by the next a whole spacing later,
+    never two batches within one spacing: at most ``rate`` messages in any second."""
+    time = FakeTime()
+    pacer = ReplayPacer(20, clock=time.clock, sleep=time.sleep)
+    stop = StopFlag()
+    assert pacer.wait(10, stop)
+    time.now += 0.95  # the scan for the second batch took almost a second
+    assert pacer.wait(10, stop)
+    sent = time.now
+    assert pacer.wait(10, stop)
+    assert time.now - sent == pytest.approx(0.5)

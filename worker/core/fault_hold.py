@@ -44,8 +44,10 @@ log = structlog.get_logger(__name__)
 FIRST_PROBE_WAIT: Final = 1.0
 REPORT_EVERY_SECONDS: Final = 60.0
 PROBE_TIMEOUT_SECONDS: Final = 10.0
-# Another call through this recently shows a dependency works as well as a probe would.
+# A call of another message that gets through within this long after a failure shows
+# the dependency works as well as a probe would.
 FRESH_EVIDENCE_SECONDS: Final = 0.5
+EVIDENCE_POLL_SECONDS: Final = 0.05
 
 
 @dataclass
@@ -134,21 +136,33 @@ class FaultHold:
         """A call to ``component`` got through just now (any message's)."""
         self._worked_at[component] = time.monotonic()
 
-    async def probe_passes(self, component: Component) -> bool:
-        """Does ``component`` work for others? A component already held does not. When
-        another message's call got through within ``FRESH_EVIDENCE_SECONDS``, it does,
-        without a probe: that answer is the evidence the probe would fetch, and it costs
-        the account's quota nothing (a probe of ResolveCustomer is a call like any other,
-        and it can meet a passing error of its own)."""
+    async def probe_passes(self, component: Component, *, failed_at: float) -> bool:
+        """Does ``component`` work for others, for a call that failed at ``failed_at``?
+        A component already held does not. When another call to it gets through after
+        that failure, it does, without a probe: that answer is the evidence the probe
+        would fetch, and it costs the account's quota nothing (a probe of ResolveCustomer
+        is a call like any other, and it can meet a passing error of its own)."""
         if component in self._faults:
             return False
-        if time.monotonic() - self._worked_at.get(component, -math.inf) <= FRESH_EVIDENCE_SECONDS:
+        if await self._answered_since(component, failed_at):
             self.probes_spared += 1
             return True
         try:
             await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
         except Exception:  # any failure means: not working
             return False
+        return True
+
+    async def _answered_since(self, component: Component, failed_at: float) -> bool:
+        """Whether a call to ``component`` gets through after ``failed_at``, waiting up to
+        ``FRESH_EVIDENCE_SECONDS`` for one: under load one comes within milliseconds;
+        in an outage none does, and the probe decides."""
+        deadline = failed_at + FRESH_EVIDENCE_SECONDS
+        while self._worked_at.get(component, -math.inf) <= failed_at:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(EVIDENCE_POLL_SECONDS, left))
         return True
 
     async def wait_clear(self) -> bool:

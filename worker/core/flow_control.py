@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -95,7 +96,7 @@ PROBE_FAST_AFTER_SECONDS: Final = 30.0
 PROBE_GROWTH_PER_SECOND: Final = 0.1
 # A rate that ran clean with no cut for this long is proven: throttled there, the
 # controller trusts it for one episode and climbs straight back to it.
-PROVEN_SECONDS: Final = 25.0
+PROVEN_SECONDS: Final = 10.0
 PROVEN_MATCH: Final = 0.9
 TRUST_EPISODE_SECONDS: Final = 6.0
 SLOW_START_DOUBLING_SECONDS: Final = 1.0
@@ -168,6 +169,8 @@ class FlowController:
         self._proven = 0.0
         self._trusted = False
         self._trust_until = -math.inf
+        self._clean_since = now
+        self._clean_rates: deque[tuple[float, float]] = deque()
         self.decreases = 0
         self.throttled = 0
         self._logged_rate = self._start_rate
@@ -238,12 +241,18 @@ class FlowController:
             self._note_growth()
 
     def _note_clean(self, window: Window, now: float) -> None:
-        """A clean window long after the last cut (or before any) proves its rate."""
-        if window.calls < MIN_FIRST_ATTEMPTS or now - self._last_decrease < PROVEN_SECONDS:
+        """A clean window. Once nothing was cut for ``PROVEN_SECONDS``, the lowest rate of
+        the clean windows in that time is proven: it ran clean all along."""
+        if window.calls < MIN_FIRST_ATTEMPTS:
             return
-        rate = min(self.rate, window.sent / max(now - window.start, 1e-3))
-        if rate >= self._proven:
-            self._proven, self._trusted = rate, True
+        rates = self._clean_rates
+        rates.append((now, min(self.rate, window.sent / max(now - window.start, 1e-3))))
+        while rates[0][0] < now - PROVEN_SECONDS:
+            rates.popleft()
+        if now - self._clean_since >= PROVEN_SECONDS:
+            lowest = min(rate for _, rate in rates)
+            if lowest >= self._proven:
+                self._proven, self._trusted = lowest, True
 
     def _mature(self, window: Window, now: float) -> bool:
         elapsed = now - window.start
@@ -265,7 +274,7 @@ class FlowController:
         # curve starts at w_max * beta = new and climbs back with time. When even the
         # bounded cut stays above what got through, the curve starts flat at the new
         # rate instead: no quick climb back into the throttling.
-        w_max = max(got_through, new, self._trusted_plateau(sent_rate, got_through, now))
+        w_max = max(got_through, new, self._trusted_plateau(sent_rate, now))
         self._cubic = CubicCalculator(
             starting_max_rate=w_max,
             start_time=now,
@@ -287,18 +296,20 @@ class FlowController:
             f" calls ({window.throttled} of {window.calls} first attempts) in the last window",
         )
 
-    def _trusted_plateau(self, sent_rate: float, got_through: float, now: float) -> float:
+    def _trusted_plateau(self, sent_rate: float, now: float) -> float:
         """The plateau the proven rate vouches for, or 0. Throttled at a rate that ran
         clean for long, the quota is unlikely to have moved: a burst of throttles (a
         retry storm elsewhere, a passing limit) costs one episode, not the slow probe
-        back. A cut after the episode, still near that rate, voids the proof: the quota
-        did change (another worker took a share)."""
+        back. Any cut after the episode voids the proof: the quota did change (another
+        worker took a share), and only a new clean spell proves a rate again."""
+        self._clean_since = now
+        self._clean_rates.clear()
         if self._trusted and sent_rate >= PROVEN_MATCH * self._proven:
             self._trusted = False
             self._trust_until = now + TRUST_EPISODE_SECONDS
         if now < self._trust_until:
             return self._proven
-        self._proven = min(self._proven, got_through)
+        self._proven, self._trusted = 0.0, False
         return 0.0
 
     def _beta(self, rate: float) -> float:

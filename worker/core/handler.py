@@ -250,7 +250,7 @@ class MessageHandler:
         the message in hand under the fault hold and run it again when the fault clears.
         A failure that may be the message's own (an entry refused for itself, a token's
         resolve that kept failing, ``DisabledApi``) is put to the component's probe
-        first (spared when another message's call just got through): if it gets
+        first (spared when another message's call gets through just after): if it gets
         through, the dependency works for others, and after ``own_tries`` the message
         takes its own path. Raises ``Interrupted`` when the
         worker stops while the message waits."""
@@ -263,7 +263,9 @@ class MessageHandler:
                 if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
                     raise
                 self.tally.call_failures[component.value] += 1
-                if may_be_its_own(error) and await hold.probe_passes(component):
+                if may_be_its_own(error) and await hold.probe_passes(
+                    component, failed_at=time.monotonic()
+                ):
                     own += 1
                     if own >= own_tries(error):
                         raise

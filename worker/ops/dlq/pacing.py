@@ -55,8 +55,9 @@ def sigint_stops(stop: StopFlag) -> Iterator[None]:
 
 class ReplayPacer:
     """Spaces batches so that at most ``rate`` messages go per second (None: no limit),
-    by the worker's own rule (``pacing.Turns``): a batch of n is due n/rate after the
-    last batch of n."""
+    by the worker's own rule (``pacing.Turns``), without catching up: each batch is due
+    (the previous batch's size)/rate after the previous one was sent, so a slow scan
+    is never followed by two batches at once."""
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class ReplayPacer:
         self._rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._turns = Turns()
+        self._turns = Turns(catch_up=False)
         self._last_count = 0
 
     def batch_size(self) -> int:
