@@ -4,10 +4,12 @@ with backoff until the dependency answers, clears by itself, and lets go at shut
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
 from worker.core.errors import ConfigurationFault
@@ -175,4 +177,32 @@ async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon(
     assert await asyncio.wait_for(hold.wait_clear(), timeout=15)
     # Waits 0, 1, 2 (backoff), then 1 after the passing error: 4 s, not 0 + 1 + 2 + 4.
     assert asyncio.get_running_loop().time() - started < 5.5
+    await hold.close()
+
+
+def service_error(code: str, status: int) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": f"{code} here"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "ResolveCustomer")
+
+
+@pytest.mark.parametrize(
+    ("error", "calls", "passes"),
+    [
+        # a passing 5xx of the probe's own: tried once more, and it gets through
+        (service_error("InternalServiceErrorException", 500), 2, True),
+        # a refusal, or nothing answering: no second try, the worker holds
+        (service_error("AccessDeniedException", 403), 1, False),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), 1, False),
+    ],
+)
+async def test_a_probe_that_meets_a_passing_error_is_tried_once_more(
+    error: Exception, calls: int, passes: bool
+) -> None:
+    resolve = Dependency(1, error)
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: resolve.probe}, max_wait=1.0)
+    passed = await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=-math.inf)
+    assert (resolve.calls, passed) == (calls, passes)
     await hold.close()

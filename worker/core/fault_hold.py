@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
+from botocore.exceptions import ClientError
 
-from worker.core.errors import ConfigurationFault
+from worker.core.errors import ConfigurationFault, TransientError
 from worker.core.faults import classify_aws_error, describe
 from worker.core.probes import Component, Probe
 
@@ -48,6 +49,7 @@ PROBE_TIMEOUT_SECONDS: Final = 10.0
 # the dependency works as well as a probe would.
 FRESH_EVIDENCE_SECONDS: Final = 0.5
 EVIDENCE_POLL_SECONDS: Final = 0.05
+PROBE_RETRY_SECONDS: Final = 0.5
 
 
 @dataclass
@@ -57,6 +59,12 @@ class Fault:
     error: str
     since: float
     reported: float
+
+
+def is_passing_error(error: BaseException) -> bool:
+    """An answer of the service that says nothing about the others' calls (a 5xx, a
+    throttle): a probe that met one is tried once more before the worker holds for it."""
+    return isinstance(error, ClientError) and isinstance(classify_aws_error(error), TransientError)
 
 
 def fault_kind(error: BaseException) -> str:
@@ -147,11 +155,16 @@ class FaultHold:
         if await self._answered_since(component, failed_at):
             self.probes_spared += 1
             return True
-        try:
-            await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
-        except Exception:  # any failure means: not working
-            return False
-        return True
+        for last_try in (False, True):
+            try:
+                await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
+            except Exception as error:  # any failure means: not working
+                if last_try or not is_passing_error(error):
+                    return False
+                await asyncio.sleep(PROBE_RETRY_SECONDS)
+            else:
+                return True
+        return False
 
     async def _answered_since(self, component: Component, failed_at: float) -> bool:
         """Whether a call to ``component`` gets through after ``failed_at``, waiting up to
