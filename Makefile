@@ -20,6 +20,7 @@ help:
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make lint | typecheck | clean"
 	@echo "make localstack        install LocalStack $(LOCALSTACK_VERSION) into .localstack (no Docker)"
+	@echo "make localstack-up     run it on 127.0.0.1:4566 (where --localstack looks) until Ctrl-C"
 	@echo "make test-localstack   the worker's integration tests on LocalStack"
 	@echo "make chaos | chaos-short   kill workers while they drain a queue, account for every token"
 	@echo "make outage  credentials fault (10 min), SQS, SNS, DynamoDB cut (60 s each): about 25 min"
@@ -72,7 +73,12 @@ CHAOS_TOKENS ?= 3000
 CHAOS_WORKERS ?= 4
 CHAOS_FLAGS ?=
 
-.PHONY: localstack test-localstack chaos chaos-short outage bench soak
+.PHONY: localstack localstack-up test-localstack chaos chaos-short outage bench soak
+
+# LocalStack in the foreground on 127.0.0.1:4566, where `regworker provision --localstack`
+# looks; Ctrl-C stops it.
+localstack-up: venv localstack
+	$(BIN)/python -c "from worker.local.sandbox import serve_localstack; serve_localstack()"
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)

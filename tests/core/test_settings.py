@@ -260,3 +260,16 @@ def test_run_warns_of_a_misspelt_variable_from_the_environment_or_dotenv(tmp_pat
     warning = next(line for line in done.stderr.splitlines() if "unknown_settings" in line)
     assert "REGWORKER_SINKK (did you mean REGWORKER_SINK?)" in warning
     assert "REGWORKER_MAX_INFLIGHT (did you mean REGWORKER_MAX_IN_FLIGHT?)" in warning
+
+
+def test_a_misspelt_variable_is_named_when_the_settings_stop_the_run(tmp_path: Path) -> None:
+    """REGWORKER_QUEUE_URLL set, REGWORKER_QUEUE_URL missing: the one line that stops the
+    run says what is missing and which variable was probably meant."""
+    env = clean_environ() | {"REGWORKER_QUEUE_URLL": QUEUE_URL, "REGWORKER_DLQ_URL": DLQ_URL}
+    done = regworker(["run"], env, tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("regworker run: invalid settings: REGWORKER_QUEUE_URL")
+    assert line.endswith(
+        "; no setting reads REGWORKER_QUEUE_URLL (did you mean REGWORKER_QUEUE_URL?)"
+    )

@@ -53,7 +53,10 @@ def run_command(*, until_empty: bool) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        print(f"regworker run: invalid settings: {error}", file=sys.stderr)
+        # A misspelt variable is the likeliest cause of a missing one: name it here too.
+        unknown = unknown_variables(os.environ)
+        hint = f"; no setting reads {', '.join(unknown)}" if unknown else ""
+        print(f"regworker run: invalid settings: {error}{hint}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown_variables()

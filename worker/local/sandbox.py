@@ -200,6 +200,20 @@ LOCALSTACK_START_TIMEOUT: Final = 90.0
 LOCALSTACK_STOP_TIMEOUT: Final = 10.0
 
 
+def serve_localstack(port: int = 4566) -> None:
+    """`make localstack-up`: LocalStack on 127.0.0.1:``port`` (LocalStack's own default,
+    where ``--localstack`` looks) until Ctrl-C."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # `kill` stops LocalStack's group too
+    with localstack_server(port=port) as service:
+        print(f"LocalStack {service.url} is up; Ctrl-C stops it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            service.process.wait()
+
+
 class LocalStackMissing(RuntimeError):
     """The LocalStack venv is not installed."""
 
@@ -209,9 +223,11 @@ def localstack_server(
     venv: Path = LOCALSTACK_VENV,
     services: Sequence[str] = LOCALSTACK_SERVICES,
     timeout: float = LOCALSTACK_START_TIMEOUT,
+    port: int | None = None,
 ) -> Iterator[LocalService]:
-    """LocalStack (installed by `make localstack`) on a free loopback port, its state
-    and log in a temporary directory, stopped with its whole process group at exit."""
+    """LocalStack (installed by `make localstack`) on a loopback port (a free one unless
+    given), its state and log in a temporary directory, stopped with its whole process
+    group at exit."""
     python = venv / "bin" / "python"
     if not python.exists():
         raise LocalStackMissing(
@@ -219,7 +235,7 @@ def localstack_server(
         )
     workdir = Path(tempfile.mkdtemp(prefix="regworker-localstack-"))
     log_path = workdir / "localstack.log"
-    port = free_port()
+    port = port or free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(python), "-m", "localstack.runtime.main"],
