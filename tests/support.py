@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,25 @@ def event_of(tap_message: Any, sink: Sink) -> dict[str, Any]:
     return envelope
 
 
+def events_by_token(
+    published: Sequence[dict[str, Any]], tokens: Iterable[str], product_code: str
+) -> dict[str, dict[str, Any]]:
+    """The CustomerRegistered events by token hash, checked: each valid against its
+    schema, exactly one per token of ``tokens``, with the token's event_id and
+    ``product_code``, and never the token itself."""
+    events = {event["token_sha256"]: event for event in published}
+    validator = schema_validator("customer-registered")
+    for event in events.values():
+        validator.validate(event)
+    assert set(events) == {token_sha256(token) for token in tokens}
+    for token in tokens:
+        event = events[token_sha256(token)]
+        assert token not in json.dumps(event)
+        assert event["event_id"] == event_id_for(token)
+        assert event["product_code"] == product_code
+    return events
+
+
 def schema_validator(name: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
     return jsonschema.Draft202012Validator(
@@ -261,15 +280,11 @@ async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
     raw = [m["Body"] for m in drain(sqs, resources.tap_queue_url)]
     for token in good:  # as published, through the sink: never the token
         assert not [body for body in raw if token in body]
-    events = {e["token_sha256"]: e for e in (event_of({"Body": b}, resources.sink) for b in raw)}
-    validator = schema_validator("customer-registered")
-    for event in events.values():
-        validator.validate(event)
-    assert set(events) == {token_sha256(token) for token in good}
+    events = events_by_token(
+        [event_of({"Body": b}, resources.sink) for b in raw], good, EMULATOR_PRODUCT
+    )
     for token in good:
         event = events[token_sha256(token)]
-        assert event["event_id"] == event_id_for(token)
-        assert event["product_code"] == EMULATOR_PRODUCT
         assert event["customer_aws_account_id"]
         assert event["license_arn"].startswith("arn:aws:license-manager::")
     form_event = events[token_sha256(f"tok+form/{t}=")]

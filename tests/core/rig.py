@@ -15,6 +15,7 @@ from worker.core.fault_hold import FaultHold
 from worker.core.flow_control import FlowController, Pacer
 from worker.core.handler import Collaborators, MessageHandler
 from worker.core.heartbeat import VisibilityHeartbeat
+from worker.core.metrics import Watched
 from worker.core.probes import Component, Probe
 from worker.core.settings import Settings
 from worker.core.tally import Outcome, Tally
@@ -130,6 +131,16 @@ class Rig:
     async def handle_next(self) -> Outcome:
         """Receive one message and handle it, without the receive loop."""
         return await self.handler.handle(await self.receive_one())
+
+
+def watched(tally: Tally) -> Watched:
+    """What the metrics and the progress line read, around ``tally``, from fakes."""
+    return Watched(
+        tally,
+        VisibilityHeartbeat(FakeQueue(), 60),
+        FaultHold(probes={}, max_wait=30),
+        FlowController(20, start_rate=10),
+    )
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

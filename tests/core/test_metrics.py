@@ -6,12 +6,9 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.core.fakes import FakeQueue
+from tests.core.rig import watched
 from worker.core.errors import ConfigurationFault
-from worker.core.fault_hold import FaultHold
-from worker.core.flow_control import FlowController
-from worker.core.heartbeat import VisibilityHeartbeat
-from worker.core.metrics import Metrics, Watched
+from worker.core.metrics import Metrics
 from worker.core.probes import Component
 from worker.core.tally import Outcome, Tally
 
@@ -23,15 +20,6 @@ def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def watched(tally: Tally) -> Watched:
-    return Watched(
-        tally,
-        VisibilityHeartbeat(FakeQueue(), 60),
-        FaultHold(probes={}, max_wait=30),
-        FlowController(20, start_rate=10),
-    )
 
 
 def test_counters_end_in_total_and_durations_in_seconds() -> None:

@@ -6,22 +6,9 @@ import asyncio
 import io
 import json
 
-from tests.core.fakes import FakeQueue
-from worker.core.fault_hold import FaultHold
-from worker.core.flow_control import FlowController
-from worker.core.heartbeat import VisibilityHeartbeat
-from worker.core.metrics import Watched
+from tests.core.rig import watched
 from worker.core.progress import EMF_UNITS, emf_document, report_progress, since, snapshot
 from worker.core.tally import Outcome, Tally
-
-
-def watched(tally: Tally) -> Watched:
-    return Watched(
-        tally,
-        VisibilityHeartbeat(FakeQueue(), 60),
-        FaultHold(probes={}, max_wait=30),
-        FlowController(20, start_rate=10),
-    )
 
 
 def test_counters_are_reported_as_the_change_and_gauges_as_they_are() -> None:
