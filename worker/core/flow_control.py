@@ -26,12 +26,13 @@ path's capacity:
   overshoots little. After ``PROBE_FAST_AFTER_SECONDS`` with no cut the probe grows by
   ``PROBE_GROWTH_PER_SECOND`` of the rate instead: capacity was freed (a worker stopped,
   the quota was raised) and is found within about half a minute.
-- **A proven rate is trusted once.** A rate that ran clean with no cut for
-  ``PROVEN_SECONDS`` is proven. Throttled there, the plateau stays at that rate for
-  ``TRUST_EPISODE_SECONDS``, so the climb back is quick: a burst of throttles at a rate
-  that served for long (tokens refused for themselves, a passing limit) costs seconds,
-  not the additive probe back. A cut after the episode, still near that rate, voids
-  the proof: the quota did change (another worker took a share).
+- **A proven rate is trusted once.** After ``PROVEN_SECONDS`` with no cut, the lowest
+  rate of the clean windows in that span is proven. Throttled there, the plateau stays
+  at that rate for ``TRUST_EPISODE_SECONDS``, so the climb back is quick: a burst of
+  throttles at a rate that served for long (tokens refused for themselves, a passing
+  limit) costs seconds, not the additive probe back. Any cut after the episode voids
+  the proof: the quota did change (another worker took a share), and only a new clean
+  spell proves a rate.
 - **Retries are no signal while first attempts speak.** Under an account quota a retry
   is throttled as often as a first call, so first attempts alone give the share; but
   a call refused for itself (one token throttled again and again) would otherwise fill
