@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Final
 
 import click
 import structlog
@@ -24,6 +26,9 @@ from worker.core.settings import (
 from worker.core.startup_check import StartupCheckFailed
 
 log = structlog.get_logger(__name__)
+
+# See tune_garbage_collector.
+GC_YOUNG_THRESHOLD: Final = 20_000
 
 
 RUN_HELP = (
@@ -61,6 +66,7 @@ def run_command(*, until_empty: bool) -> int:
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown_variables()
     flush_traces = configure_tracing()
+    tune_garbage_collector()
     signals = SignalHandling()
     try:
         report = asyncio.run(signals.run(settings, until_empty=until_empty))
@@ -78,6 +84,18 @@ def run_command(*, until_empty: bool) -> int:
         flush_traces()
     print(report.summary(), file=sys.stderr)
     return 0
+
+
+def tune_garbage_collector() -> None:
+    """Collect the young generation after 20,000 net allocations rather than 700.
+
+    Each AWS call builds thousands of short-lived dicts and lists, and fifty calls are in
+    flight at once: at CPython's default the collector ran every few messages, each time
+    over objects still in use, and took 6% of the worker's CPU in the bench's pipeline
+    (0.9 s of 15 s for 3,000 messages; one collection in the run at 20,000). Almost all
+    of those objects are freed by reference counting anyway; the collector is only for
+    cycles, and 20,000 objects waiting for it are a few megabytes at most."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def warn_unknown_variables() -> None:
