@@ -31,7 +31,7 @@ from structlog.testing import capture_logs
 
 from tests.core.rig import Rig, eventually, fake_settings
 from tests.support import stop_after, tag
-from worker.core.consumer import ReceiveLoopDied
+from worker.core.consumer import ReceiveLoopDied, Slots
 from worker.core.errors import TransientError
 from worker.core.events import event_id_for
 
@@ -53,6 +53,32 @@ async def test_never_holds_more_than_max_in_flight() -> None:
     assert tally.outcomes == {"published": len(tokens)}
     assert rig.queue.most_in_flight == 3  # busy all the way, never above the bound
     assert rig.resolver.most_active == 3  # the bound made them take turns
+
+
+async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
+    slots = Slots(50)
+    assert await slots.take_up_to(10) == 10  # none in use: at once
+    slots.in_use = 45  # the pipeline is full
+    taking = asyncio.create_task(slots.take_up_to(10))
+    slots.give_back(4)  # 9 free: a receive of 9 would cost as much as one of 10
+    await asyncio.sleep(0.01)
+    assert not taking.done()
+    slots.give_back(1)
+    assert await asyncio.wait_for(taking, 1) == 10
+    assert slots.in_use == 50
+
+
+async def test_a_small_limit_never_waits_for_more_than_a_fifth_of_it() -> None:
+    slots = Slots(20)
+    slots.in_use = 19
+    taking = asyncio.create_task(slots.take_up_to(10))
+    await asyncio.sleep(0.01)
+    assert not taking.done()  # one free, four wanted (a fifth of 20)
+    slots.give_back(3)
+    assert await asyncio.wait_for(taking, 1) == 4
+    one = Slots(3)
+    one.in_use = 2
+    assert await asyncio.wait_for(one.take_up_to(10), 1) == 1  # a fifth of 3 is under one
 
 
 async def test_shutdown_finishes_started_and_hands_back_the_rest() -> None:

@@ -48,6 +48,8 @@ INTAKE_HORIZON_SECONDS = 2.0
 UNTIL_EMPTY_WAIT_SECONDS = 1
 DRAINED_CHECK_SECONDS = 0.2
 INTAKE_RECHECK_SECONDS = 0.05
+# A receive waits for at most this share of the slots to be free (see Slots.take_up_to).
+RECEIVE_FILL_SHARE = 5
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -64,8 +66,12 @@ class Slots:
         self._closed = False
 
     async def take_up_to(self, wanted: int) -> int:
-        """Up to ``wanted`` slots, at least one; none once closed."""
-        while self.in_use >= self.limit and not self._closed:
+        """Up to ``wanted`` slots; none once closed. While some are in use, it waits for
+        a batch's worth to be free (``wanted``, at most a fifth of the limit): a receive
+        of one message costs as much as a receive of ten, and the slots in use keep the
+        pipeline busy meanwhile. With none in use, one free slot is enough."""
+        batch = max(1, min(wanted, self.limit // RECEIVE_FILL_SHARE))
+        while not self._closed and self.limit - self.in_use < (batch if self.in_use else 1):
             self._freed.clear()
             await self._freed.wait()
         if self._closed:
