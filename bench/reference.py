@@ -190,6 +190,7 @@ def report(
     }
     if len(flow) == 2:
         summary["flow_seconds"] = round(flow[1] - flow[0], 3)
+        summary["flow"] = [round(moment, 3) for moment in flow]
     print(json.dumps(summary))
 
 
