@@ -67,6 +67,7 @@ from chaos import (
 )
 
 from worker.aws.sqs_wire import drain, queue_depth
+from worker.cli.run import GC_YOUNG_THRESHOLD
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import (
     LocalService,
@@ -134,7 +135,14 @@ class Child:
     """A subprocess reaped with os.wait4 (not Popen.wait), so its rusage is kept."""
 
     def __init__(
-        self, label: str, command: Sequence[str], env: dict[str, str], log: Path, cwd: Path
+        self,
+        label: str,
+        command: Sequence[str],
+        env: dict[str, str],
+        log: Path,
+        cwd: Path,
+        *,
+        clock_cpu: bool = True,
     ) -> None:
         self.label = label
         self.log = log
@@ -145,7 +153,8 @@ class Child:
         self._started = time.monotonic()
         with log.open("wb") as err, self.stdout.open("wb") as out:
             self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
-        self.cpu = CpuClock(self.process.pid)
+        # Under py-spy the pid is py-spy's: its CPU would not be the measured process's.
+        self.cpu = CpuClock(self.process.pid if clock_cpu else None)
 
     @property
     def pid(self) -> int:
@@ -200,8 +209,8 @@ class CpuClock:
     of the run cost (the process's start and end left out). Reads nothing where there is
     no /proc, and nothing of a process's children (py-spy's, under --profile)."""
 
-    def __init__(self, pid: int) -> None:
-        self._path = Path(f"/proc/{pid}/stat")
+    def __init__(self, pid: int | None) -> None:
+        self._path = Path(f"/proc/{pid}/stat") if pid is not None else None
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds)
         self._stop = threading.Event()
@@ -226,7 +235,7 @@ class CpuClock:
         return c0 if t1 == t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
     def _run(self) -> None:
-        while True:
+        while self._path is not None:
             try:
                 fields = self._path.read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
@@ -505,7 +514,7 @@ class Bench:
             out = log.with_suffix(".profile.txt")
             say(f"[profile] {label}: py-spy raw samples to {out}")
             command = [*PY_SPY, *PY_SPY_OUT, str(out), "--", *command]
-        child = Child(label, command, env, log, self.log_dir)
+        child = Child(label, command, env, log, self.log_dir, clock_cpu=not profile)
         self.children.append(child)
         return child
 
@@ -530,9 +539,10 @@ class Bench:
         count: int,
         *extra: str,
         profile: bool = False,
+        label: str = "",
     ) -> Child:
         """bench/reference.py or bench/naive.py on the run's queue and topic."""
-        label = script.removesuffix(".py")
+        label = label or script.removesuffix(".py")
         log = self.log_path(scenario, label)
         command = [
             sys.executable,
@@ -644,10 +654,31 @@ def pipeline(bench: Bench) -> Table:
         if bench.args.idempotency:
             runs.append(pipeline_worker(bench, "worker+idempotency", tokens, idempotency=True))
         reference = pipeline_script(bench, "reference.py", tokens)
+        # The same collector setting as the worker's, for a like-for-like CPU figure.
+        tuned = pipeline_script(
+            bench,
+            "reference.py",
+            tokens,
+            "--young-gc-threshold",
+            str(GC_YOUNG_THRESHOLD),
+            label="reference, GC as worker",
+        )
         if round_number == 1:
             runs.append(pipeline_script(bench, "naive.py", max(10, tokens // 10)))
-        tables.append(pipeline_table(tokens, [*runs, reference], reference))
+        table = pipeline_table(tokens, [*runs, reference, tuned], reference)
+        table.notes.append(like_for_like(runs[0], tuned))
+        tables.append(table)
     return merge_rounds(tables)
+
+
+def like_for_like(worker: PipelineRun, tuned: PipelineRun) -> str:
+    whole = ratio(worker.cpu_ms_per_message, tuned.cpu_ms_per_message)
+    flowing = ratio(worker.cpu_ms_in_flow, tuned.cpu_ms_in_flow)
+    return (
+        f"{worker.label} / {tuned.label}: CPU ratio {fmt(whole)}, in flow {fmt(flowing)}"
+        f" (the reference with the worker's young-generation GC threshold,"
+        f" {GC_YOUNG_THRESHOLD})"
+    )
 
 
 def merge_rounds(tables: Sequence[Table]) -> Table:
@@ -656,6 +687,7 @@ def merge_rounds(tables: Sequence[Table]) -> Table:
     merged = tables[0]
     for number, table in enumerate(tables[1:], start=2):
         merged.rows += [[f"{row[0]} #{number}", *row[1:]] for row in table.rows]
+        merged.notes += [f"#{number}: {note}" for note in table.notes if note.startswith("worker")]
     if len(tables) > 1:
         columns = merged.columns
         rate, cpu = columns.index("msg/s ratio"), columns.index("CPU ratio")
@@ -716,14 +748,18 @@ def in_flow(child: Child, window: tuple[float, float] | None) -> tuple[float | N
     return end - start, child.cpu.between(start, end)
 
 
-def pipeline_script(bench: Bench, script: str, count: int) -> PipelineRun:
-    label = script.removesuffix(".py")
+def pipeline_script(
+    bench: Bench, script: str, count: int, *extra: str, label: str = ""
+) -> PipelineRun:
+    label = label or script.removesuffix(".py")
     with emulator_server(["--latency-ms", "20"]) as emulator:
-        resources = bench.provision(f"pipe-{label}")
+        resources = bench.provision(f"pipe-{script.removesuffix('.py')}")
         filled = bench.fill(resources.queue_url, plain_bodies(count))
         say(f"[pipeline] {label}: {count} tokens enqueued in {filled:.1f}s; running")
-        profile = bench.args.profile and script == "reference.py"
-        child = bench.start_script(script, "pipeline", emulator, resources, count, profile=profile)
+        profile = bench.args.profile and script == "reference.py" and not extra
+        child = bench.start_script(
+            script, "pipeline", emulator, resources, count, *extra, profile=profile, label=label
+        )
         measured = child.wait()
         summary = child.summary()
         processed = int(summary.get("processed", 0))

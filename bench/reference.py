@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -197,12 +198,20 @@ def report(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = pipeline_parser(__doc__)
     parser.add_argument("--lanes", type=int, default=LANES, help="(%(default)s)")
+    parser.add_argument(
+        "--young-gc-threshold",
+        type=int,
+        help="the garbage collector's first threshold (default CPython's, 700); the"
+        " worker runs at 20000 (worker/cli/run.py)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
+    if args.young_gc_threshold:
+        gc.set_threshold(args.young_gc_threshold, *gc.get_threshold()[1:])
     progress = asyncio.run(run(args))
     report(args, started, progress.latencies_ms, progress.flow)
     return 0
