@@ -11,8 +11,9 @@ see each other's messages or emulator counts. Three contenders, each a subproces
   once / one PublishBatch / one DeleteMessageBatch, none of the reliability features.
 - naive (bench/naive.py): the textbook boto3 loop, one call at a time.
 
-CPU (user + system) and peak RSS of each process come from its own rusage, read with
-``os.wait4`` when it is reaped; seconds are the process's wall time from start to exit,
+CPU (user + system) of each process comes from its own rusage, read with ``os.wait4``
+when it is reaped, and its peak RSS from /proc (VmHWM, rusage's would count the bench
+itself, forked before the exec); seconds are the process's wall time from start to exit,
 drain detection included. LocalStack and the emulator share the same cores and are not
 counted. Figures are printed with ratios (worker / reference) and, where a target is
 set, a ``target met`` column; nothing fails the run but a scenario that crashes.
@@ -176,7 +177,7 @@ class Child:
             label=self.label,
             seconds=seconds,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
-            max_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+            max_rss_mb=self.cpu.peak_rss_mb or usage.ru_maxrss / 1024,  # kilobytes on Linux
             returncode=self.process.returncode,
             started_at=self.started_at,
             timed_out=timed_out.is_set(),
@@ -206,11 +207,15 @@ class Child:
 class CpuClock:
     """A process's CPU seconds (user + system, /proc/PID/stat) read every
     ``CPU_SAMPLE_SECONDS`` in a thread against the wall clock, to tell what one stretch
-    of the run cost (the process's start and end left out). Reads nothing where there is
-    no /proc, and nothing of a process's children (py-spy's, under --profile)."""
+    of the run cost (the process's start and end left out), and its peak RSS (VmHWM).
+    rusage's ru_maxrss counts the forked bench process the child was before its exec,
+    so a child smaller than the bench reported the bench's size. Reads nothing where
+    there is no /proc, and nothing of a process's children (py-spy's, under --profile)."""
 
     def __init__(self, pid: int | None) -> None:
         self._path = Path(f"/proc/{pid}/stat") if pid is not None else None
+        self._status = Path(f"/proc/{pid}/status") if pid is not None else None
+        self.peak_rss_mb: float | None = None
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds)
         self._stop = threading.Event()
@@ -243,8 +248,18 @@ class CpuClock:
             # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
             cpu = (int(fields[11]) + int(fields[12])) / self._tick
             self.samples.append((time.time(), cpu))
+            self._read_peak_rss()
             if self._stop.wait(CPU_SAMPLE_SECONDS):
                 return
+
+    def _read_peak_rss(self) -> None:
+        if self._status is None:
+            return
+        with contextlib.suppress(OSError):
+            for line in self._status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = int(line.split()[1]) / 1024  # kB
+                    return
 
 
 class Sampler(Generic[T]):
@@ -1252,7 +1267,7 @@ def soak_table(count: int, measured: Measured, samples: Sequence[tuple[float, So
     table.add("seconds (process)", measured.seconds, "-")
     table.add("msg/s (process)", count / measured.seconds, "-")
     table.add("CPU ms/msg", measured.cpu_seconds * 1000 / count, "-")
-    table.add("peak RSS MB (rusage)", measured.max_rss_mb, "-")
+    table.add("peak RSS MB (VmHWM)", measured.max_rss_mb, "-")
     table.add(f"RSS MB at {mark} done", at_mark, "-")
     table.add("RSS MB at the end (last sample)", at_end, "-")
     table.add(
