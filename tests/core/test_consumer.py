@@ -57,9 +57,9 @@ async def test_never_holds_more_than_max_in_flight() -> None:
 
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
     slots = Slots(50)
-    assert await slots.take_up_to(10) == 10  # none in use: at once
+    assert await slots.take_up_to(10, fill=10) == 10  # all free: at once
     slots.in_use = 45  # the pipeline is full
-    taking = asyncio.create_task(slots.take_up_to(10))
+    taking = asyncio.create_task(slots.take_up_to(10, fill=10))
     slots.give_back(4)  # 9 free: a receive of 9 would cost as much as one of 10
     await asyncio.sleep(0.01)
     assert not taking.done()
@@ -68,17 +68,30 @@ async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy()
     assert slots.in_use == 50
 
 
+async def test_a_receive_waits_for_no_more_slots_than_the_pacer_starts() -> None:
+    slots = Slots(50)
+    slots.in_use = 48
+    assert await asyncio.wait_for(slots.take_up_to(10, fill=2), 1) == 2
+    slots.in_use = 49
+    taking = asyncio.create_task(slots.take_up_to(10, fill=3))
+    slots.give_back(1)  # 2 free, 3 wanted by the pacer
+    await asyncio.sleep(0.01)
+    assert not taking.done()
+    slots.give_back(1)
+    assert await asyncio.wait_for(taking, 1) == 3
+
+
 async def test_a_small_limit_never_waits_for_more_than_a_fifth_of_it() -> None:
     slots = Slots(20)
     slots.in_use = 19
-    taking = asyncio.create_task(slots.take_up_to(10))
+    taking = asyncio.create_task(slots.take_up_to(10, fill=10))
     await asyncio.sleep(0.01)
     assert not taking.done()  # one free, four wanted (a fifth of 20)
     slots.give_back(3)
     assert await asyncio.wait_for(taking, 1) == 4
     one = Slots(3)
     one.in_use = 2
-    assert await asyncio.wait_for(one.take_up_to(10), 1) == 1  # a fifth of 3 is under one
+    assert await asyncio.wait_for(one.take_up_to(10, fill=10), 1) == 1  # a fifth of 3: one
 
 
 async def test_shutdown_finishes_started_and_hands_back_the_rest() -> None:

@@ -48,8 +48,8 @@ INTAKE_HORIZON_SECONDS = 2.0
 UNTIL_EMPTY_WAIT_SECONDS = 1
 DRAINED_CHECK_SECONDS = 0.2
 INTAKE_RECHECK_SECONDS = 0.05
-# A receive waits for at most this share of the slots to be free (see Slots.take_up_to).
-RECEIVE_FILL_SHARE = 5
+# A receive waits for at most a fifth of the slots to be free (see Slots.take_up_to).
+RECEIVE_FILL_DIVISOR = 5
 
 
 class ReceiveLoopDied(RegworkerError):
@@ -65,13 +65,13 @@ class Slots:
         self._freed = asyncio.Event()
         self._closed = False
 
-    async def take_up_to(self, wanted: int) -> int:
-        """Up to ``wanted`` slots; none once closed. While some are in use, it waits for
-        a batch's worth to be free (``wanted``, at most a fifth of the limit): a receive
-        of one message costs as much as a receive of ten, and the slots in use keep the
-        pipeline busy meanwhile. With none in use, one free slot is enough."""
-        batch = max(1, min(wanted, self.limit // RECEIVE_FILL_SHARE))
-        while not self._closed and self.limit - self.in_use < (batch if self.in_use else 1):
+    async def take_up_to(self, wanted: int, *, fill: int = 1) -> int:
+        """Up to ``wanted`` slots, once ``fill`` of them are free (never more than a fifth
+        of the limit, so a wait always ends as messages finish); none once closed. A
+        receive of one message costs as much as a receive of ten, and the slots in use
+        keep the pipeline busy meanwhile."""
+        least = max(1, min(fill, wanted, self.limit // RECEIVE_FILL_DIVISOR))
+        while not self._closed and self.limit - self.in_use < least:
             self._freed.clear()
             await self._freed.wait()
         if self._closed:
@@ -247,9 +247,9 @@ class Consumer:
         """Slots for the next receive: free ones, and no more than the pacer starts
         within the horizon beyond the messages already waiting for their turn."""
         while True:
-            wanted = await self._slots.take_up_to(MAX_BATCH)
-            waiting = self._slots.in_use - wanted - len(self._handler.started)
-            allowed = min(wanted, self._pacer.starts_within(INTAKE_HORIZON_SECONDS) - waiting)
+            # Wait for a full receive's worth of slots, or as many as the pacer starts.
+            wanted = await self._slots.take_up_to(MAX_BATCH, fill=self._intake_room())
+            allowed = min(wanted, self._intake_room(taken=wanted))
             if allowed > 0 or self._stopping.is_set():
                 self._slots.give_back(wanted - max(allowed, 0))
                 return max(allowed, 0)
@@ -257,6 +257,12 @@ class Consumer:
             await asyncio.sleep(
                 min(1.0, max(INTAKE_RECHECK_SECONDS, 1.0 / self._pacer.controller.rate))
             )
+
+    def _intake_room(self, *, taken: int = 0) -> int:
+        """Messages the pacer starts within the horizon beyond those waiting for a turn
+        (the ``taken`` slots, not yet filled, are not waiting)."""
+        waiting = self._slots.in_use - taken - len(self._handler.started)
+        return self._pacer.starts_within(INTAKE_HORIZON_SECONDS) - waiting
 
     async def _back_off(self, failures: int, error: Exception) -> None:
         delay = min(RECEIVE_BACKOFF_MAX, 0.5 * 2 ** min(failures, 10))
