@@ -155,7 +155,7 @@ class Child:
         with log.open("wb") as err, self.stdout.open("wb") as out:
             self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
         # Under py-spy the pid is py-spy's: its CPU would not be the measured process's.
-        self.cpu = CpuClock(self.process.pid if clock_cpu else None)
+        self.meter = ProcessMeter(self.process.pid if clock_cpu else None)
 
     @property
     def pid(self) -> int:
@@ -170,14 +170,14 @@ class Child:
         finally:
             timer.cancel()
         seconds = time.monotonic() - self._started
-        self.cpu.stop()
+        self.meter.stop(exit_cpu=usage.ru_utime + usage.ru_stime)
         self.reaped = True
         self.process.returncode = os.waitstatus_to_exitcode(status)
         return Measured(
             label=self.label,
             seconds=seconds,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
-            max_rss_mb=self.cpu.peak_rss_mb or usage.ru_maxrss / 1024,  # kilobytes on Linux
+            max_rss_mb=self.meter.peak_rss_mb or usage.ru_maxrss / 1024,  # kilobytes on Linux
             returncode=self.process.returncode,
             started_at=self.started_at,
             timed_out=timed_out.is_set(),
@@ -204,17 +204,18 @@ class Child:
         return [int(line) for line in self.latency_out.read_text().split()]
 
 
-class CpuClock:
+class ProcessMeter:
     """A process's CPU seconds (user + system, /proc/PID/stat) read every
     ``CPU_SAMPLE_SECONDS`` in a thread against the wall clock, to tell what one stretch
     of the run cost (the process's start and end left out), and its peak RSS (VmHWM).
     rusage's ru_maxrss counts the forked bench process the child was before its exec,
     so a child smaller than the bench reported the bench's size. Reads nothing where
-    there is no /proc, and nothing of a process's children (py-spy's, under --profile)."""
+    there is no /proc, and nothing of a process's children (under --profile the pid is
+    py-spy's: no CPU in flow, and the peak RSS is rusage's, py-spy's own included)."""
 
     def __init__(self, pid: int | None) -> None:
+        self._pid = pid
         self._path = Path(f"/proc/{pid}/stat") if pid is not None else None
-        self._status = Path(f"/proc/{pid}/status") if pid is not None else None
         self.peak_rss_mb: float | None = None
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds)
@@ -222,9 +223,13 @@ class CpuClock:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, exit_cpu: float) -> None:
+        """Stop reading; ``exit_cpu`` (rusage at exit, exact) is the last sample, so a
+        stretch that ends just before the exit can be measured."""
         self._stop.set()
         self._thread.join()
+        if self._path is not None:
+            self.samples.append((time.time(), exit_cpu))
 
     def between(self, start: float, end: float) -> float | None:
         """CPU seconds spent from ``start`` to ``end`` (epoch seconds), interpolated."""
@@ -253,13 +258,12 @@ class CpuClock:
                 return
 
     def _read_peak_rss(self) -> None:
-        if self._status is None:
+        if self._pid is None:
             return
         with contextlib.suppress(OSError):
-            for line in self._status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_mb = int(line.split()[1]) / 1024  # kB
-                    return
+            peak_kb = status_kb(self._pid, "VmHWM")
+            if peak_kb is not None:  # None once the process is a zombie
+                self.peak_rss_mb = peak_kb / 1024
 
 
 class Sampler(Generic[T]):
@@ -702,7 +706,7 @@ def merge_rounds(tables: Sequence[Table]) -> Table:
     merged = tables[0]
     for number, table in enumerate(tables[1:], start=2):
         merged.rows += [[f"{row[0]} #{number}", *row[1:]] for row in table.rows]
-        merged.notes += [f"#{number}: {note}" for note in table.notes if note.startswith("worker")]
+        merged.notes += [f"#{number}: {note}" for note in table.notes if note not in merged.notes]
     if len(tables) > 1:
         columns = merged.columns
         rate, cpu = columns.index("msg/s ratio"), columns.index("CPU ratio")
@@ -760,7 +764,7 @@ def in_flow(child: Child, window: tuple[float, float] | None) -> tuple[float | N
     if window is None:
         return None, None
     start, end = window
-    return end - start, child.cpu.between(start, end)
+    return end - start, child.meter.between(start, end)
 
 
 def pipeline_script(
@@ -1223,10 +1227,18 @@ class SoakPoint(NamedTuple):
 
 
 def rss_kb(pid: int) -> int:
+    rss = status_kb(pid, "VmRSS")
+    if rss is None:
+        raise ProcessLookupError(pid)
+    return rss
+
+
+def status_kb(pid: int, key: str) -> int | None:
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM); None if the line is not there."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1])
-    raise ProcessLookupError(pid)
+    return None
 
 
 def soak(bench: Bench) -> Table:

@@ -201,8 +201,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--young-gc-threshold",
         type=int,
-        help="the garbage collector's first threshold (default CPython's, 700); the"
-        " worker runs at 20000 (worker/cli/run.py)",
+        help="the garbage collector's first threshold (default CPython's); the worker"
+        " runs at GC_YOUNG_THRESHOLD (worker/cli/run.py)",
     )
     return parser.parse_args(argv)
 
