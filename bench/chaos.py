@@ -73,6 +73,10 @@ SHUTDOWN_GRACE_SECONDS: Final = 5
 # Python start-up and client teardown come on top of the grace period.
 SIGTERM_EXIT_LIMIT: Final = SHUTDOWN_GRACE_SECONDS + 5.0
 SIGTERM_SHARE: Final = 0.3
+# A SIGTERM this soon after a worker was started may come before `regworker run` has
+# its signal handlers (the imports take about half a second): the signal's default
+# action ends it (exit -15), with nothing received yet and nothing in its log.
+START_UP_SECONDS: Final = 3.0
 DRAINED_CHECKS: Final = 3
 TICK_SECONDS: Final = 1.0
 PROGRESS_EVERY: Final = 5.0
@@ -184,7 +188,14 @@ def enqueue(sqs: SQSClient, queue_url: str, sends: Sequence[Token]) -> None:
 class WorkerProcess:
     number: int
     process: subprocess.Popen[bytes]
+    log: Path
+    started_at: float = field(default_factory=time.monotonic)
     terminated_at: float = 0.0  # when it got SIGTERM
+
+    def stopped_in_start_up(self, code: int) -> bool:
+        """Ended by the SIGTERM itself before it could handle one (see START_UP_SECONDS)."""
+        early = self.terminated_at - self.started_at < START_UP_SECONDS
+        return code == -signal.SIGTERM and early and not self.log.read_bytes().strip()
 
 
 @dataclass
@@ -192,6 +203,7 @@ class PoolRecord:
     kills: int = 0
     sigterms: int = 0  # during the run; the final stop is not counted
     sigterm_exit_seconds: list[float] = field(default_factory=list)
+    stopped_in_start_up: int = 0  # SIGTERMed before their handlers were in place
     failures: list[str] = field(default_factory=list)
 
 
@@ -232,7 +244,7 @@ class WorkerPool:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        return WorkerProcess(self._started, process)
+        return WorkerProcess(self._started, process, log_path)
 
     def strike(self) -> str:
         """Kill or terminate one running worker (the seed picks which and how)."""
@@ -280,7 +292,9 @@ class WorkerPool:
             )
             return
         self.record.sigterm_exit_seconds.append(round(elapsed, 2))
-        if code != 0:
+        if worker.stopped_in_start_up(code):
+            self.record.stopped_in_start_up += 1
+        elif code != 0:
             self.record.failures.append(f"worker {worker.number}: exit {code} after SIGTERM")
 
     def stop_all(self) -> None:
@@ -589,6 +603,7 @@ def report(
         "kills": record.kills,
         "sigterms": record.sigterms,
         "sigterm_exit_seconds_max": max(record.sigterm_exit_seconds, default=None),
+        "stopped_in_start_up": record.stopped_in_start_up,
         "drained": state.drained,
         "seconds_to_drain": round(state.seconds, 1),
         "seconds_total": round(state.elapsed, 1),
@@ -616,6 +631,7 @@ def render(result: dict[str, Any]) -> str:
         ("workers killed (SIGKILL)", result["kills"]),
         ("workers stopped (SIGTERM)", result["sigterms"]),
         ("slowest exit after SIGTERM (s)", result["sigterm_exit_seconds_max"]),
+        ("SIGTERMed in start-up (exit -15, nothing taken)", result["stopped_in_start_up"]),
         ("seconds until drained (or the limit)", result["seconds_to_drain"]),
         ("seconds in all (with the final stop)", result["seconds_total"]),
     ]
