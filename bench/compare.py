@@ -1242,9 +1242,12 @@ def status_kb(pid: int, key: str) -> int | None:
 
 
 def soak(bench: Bench) -> Table:
-    """One worker, ceiling lifted, ResolveCustomer +5 ms, --soak-count tokens queued first."""
+    """One worker, ceiling lifted, ResolveCustomer +5 ms, --soak-count tokens queued first;
+    with --soak-fault-rate, that share of the calls answers a 5xx, retried in place: every
+    retry raises and catches exceptions, the garbage the collector is for."""
     count = bench.args.soak_count
-    with emulator_server(["--latency-ms", "5"]) as emulator:
+    faults = bench.args.soak_fault_rate
+    with emulator_server(["--latency-ms", "5", "--fault-rate", str(faults)]) as emulator:
         resources = bench.provision("soak")
         env = bench.worker_env(
             emulator,
@@ -1262,10 +1265,15 @@ def soak(bench: Bench) -> Table:
 
         with Sampler(1.0, probe) as sampler:
             measured = child.wait(timeout=max(RUN_TIMEOUT, count / 10))
-    return soak_table(count, measured, sampler.samples)
+    return soak_table(count, measured, sampler.samples, faults)
 
 
-def soak_table(count: int, measured: Measured, samples: Sequence[tuple[float, SoakPoint]]) -> Table:
+def soak_table(
+    count: int,
+    measured: Measured,
+    samples: Sequence[tuple[float, SoakPoint]],
+    fault_rate: float = 0.0,
+) -> Table:
     mark = min(10_000, count // 2)
     done: Series = [(t, p.done) for t, p in samples]
     at_mark = next((p.rss_kb / 1024 for _, p in samples if p.done >= mark), None)
@@ -1273,7 +1281,8 @@ def soak_table(count: int, measured: Measured, samples: Sequence[tuple[float, So
     first = rate_between(done, 0.01 * count, 0.1 * count)
     last = rate_between(done, 0.9 * count, count)
     table = Table(
-        f"soak: {count} plain tokens, ResolveCustomer +5 ms, one worker, ceiling lifted",
+        f"soak: {count} plain tokens, ResolveCustomer +5 ms"
+        f"{f', {fault_rate:.0%} of calls a 5xx' if fault_rate else ''}, one worker, ceiling lifted",
         ["measure", "value", "target met"],
     )
     table.add("seconds (process)", measured.seconds, "-")
@@ -1343,6 +1352,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="mixed batch order: the kinds one after another (default) or shuffled",
     )
     parser.add_argument("--soak-count", type=int, help="soak tokens (100000; --quick 5000)")
+    parser.add_argument(
+        "--soak-fault-rate",
+        type=float,
+        default=0.0,
+        help="soak: share of ResolveCustomer calls the emulator answers with a 5xx (%(default)s)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
