@@ -143,7 +143,7 @@ class Child:
         log: Path,
         cwd: Path,
         *,
-        clock_cpu: bool = True,
+        metered: bool = True,
     ) -> None:
         self.label = label
         self.log = log
@@ -155,7 +155,7 @@ class Child:
         with log.open("wb") as err, self.stdout.open("wb") as out:
             self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
         # Under py-spy the pid is py-spy's: its CPU would not be the measured process's.
-        self.meter = ProcessMeter(self.process.pid if clock_cpu else None)
+        self.meter = ProcessMeter(self.process.pid if metered else None)
 
     @property
     def pid(self) -> int:
@@ -215,7 +215,6 @@ class ProcessMeter:
 
     def __init__(self, pid: int | None) -> None:
         self._pid = pid
-        self._path = Path(f"/proc/{pid}/stat") if pid is not None else None
         self.peak_rss_mb: float | None = None
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds)
@@ -228,7 +227,7 @@ class ProcessMeter:
         stretch that ends just before the exit can be measured."""
         self._stop.set()
         self._thread.join()
-        if self._path is not None:
+        if self._pid is not None:
             self.samples.append((time.time(), exit_cpu))
 
     def between(self, start: float, end: float) -> float | None:
@@ -245,23 +244,22 @@ class ProcessMeter:
         return c0 if t1 == t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
     def _run(self) -> None:
-        while self._path is not None:
+        while self._pid is not None:
             try:
-                fields = self._path.read_text().rsplit(")", 1)[1].split()
+                stat = Path(f"/proc/{self._pid}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 return
             # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
             cpu = (int(fields[11]) + int(fields[12])) / self._tick
             self.samples.append((time.time(), cpu))
-            self._read_peak_rss()
+            self._read_peak_rss(self._pid)
             if self._stop.wait(CPU_SAMPLE_SECONDS):
                 return
 
-    def _read_peak_rss(self) -> None:
-        if self._pid is None:
-            return
+    def _read_peak_rss(self, pid: int) -> None:
         with contextlib.suppress(OSError):
-            peak_kb = status_kb(self._pid, "VmHWM")
+            peak_kb = status_kb(pid, "VmHWM")
             if peak_kb is not None:  # None once the process is a zombie
                 self.peak_rss_mb = peak_kb / 1024
 
@@ -533,7 +531,7 @@ class Bench:
             out = log.with_suffix(".profile.txt")
             say(f"[profile] {label}: py-spy raw samples to {out}")
             command = [*PY_SPY, *PY_SPY_OUT, str(out), "--", *command]
-        child = Child(label, command, env, log, self.log_dir, clock_cpu=not profile)
+        child = Child(label, command, env, log, self.log_dir, metered=not profile)
         self.children.append(child)
         return child
 

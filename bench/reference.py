@@ -190,7 +190,6 @@ def report(
         "seconds": round(time.monotonic() - started, 3),
     }
     if len(flow) == 2:
-        summary["flow_seconds"] = round(flow[1] - flow[0], 3)
         summary["flow"] = [round(moment, 3) for moment in flow]
     print(json.dumps(summary))
 

@@ -155,16 +155,19 @@ class FaultHold:
         if await self._answered_since(component, failed_at):
             self.probes_spared += 1
             return True
-        for last_try in (False, True):
-            try:
-                await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
-            except Exception as error:  # any failure means: not working
-                if last_try or not is_passing_error(error):
-                    return False
-                await asyncio.sleep(PROBE_RETRY_SECONDS)
-            else:
-                return True
-        return False
+        failure = await self._probe_failure(component)
+        if failure is not None and is_passing_error(failure):
+            await asyncio.sleep(PROBE_RETRY_SECONDS)
+            failure = await self._probe_failure(component)
+        return failure is None
+
+    async def _probe_failure(self, component: Component) -> Exception | None:
+        """What the probe of ``component`` failed with; None when it got through."""
+        try:
+            await asyncio.wait_for(self._probes[component](), timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception as error:  # any failure means: not working
+            return error
+        return None
 
     async def _answered_since(self, component: Component, failed_at: float) -> bool:
         """Whether a call to ``component`` gets through after ``failed_at``, waiting up to
@@ -201,23 +204,21 @@ class FaultHold:
         await asyncio.gather(*self._probing.values(), return_exceptions=True)
 
     async def _recover(self, fault: Fault) -> None:
-        probe = self._probes[fault.component]
         wait = 0.0
         while True:
             await asyncio.sleep(wait)
-            try:
-                await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_SECONDS)
-            except Exception as error:  # not working yet, whatever the error says
-                fault.error = describe(error)
-                self._report_progress(fault)
-                if fault.kind == "configuration_fault" and fault_kind(error) == "outage":
-                    # The configuration answer is gone and a passing one (a 5xx, a
-                    # timeout) took its place: likely fixed, so look again soon.
-                    wait = FIRST_PROBE_WAIT
-                else:
-                    wait = min(self._max_wait, max(FIRST_PROBE_WAIT, wait * 2))
-                continue
-            break
+            error = await self._probe_failure(fault.component)
+            if error is None:
+                break
+            # Not working yet, whatever the error says.
+            fault.error = describe(error)
+            self._report_progress(fault)
+            if fault.kind == "configuration_fault" and fault_kind(error) == "outage":
+                # The configuration answer is gone and a passing one (a 5xx, a
+                # timeout) took its place: likely fixed, so look again soon.
+                wait = FIRST_PROBE_WAIT
+            else:
+                wait = min(self._max_wait, max(FIRST_PROBE_WAIT, wait * 2))
         self._cleared(fault)
 
     def _cleared(self, fault: Fault) -> None:
