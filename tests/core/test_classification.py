@@ -37,6 +37,7 @@ from worker.core.errors import (
     PublishError,
     RegworkerError,
     Rejected,
+    TokenRefused,
     TransientError,
 )
 from worker.core.faults import classify_aws_error
@@ -82,7 +83,7 @@ def client_error(code: str, status: int = 400, operation: str = "ResolveCustomer
 )
 def test_token_errors_are_rejections(code: str, status: int, reason: DeadLetterReason) -> None:
     failure = classify_resolve_error(client_error(code, status))
-    assert type(failure) is Rejected
+    assert type(failure) is TokenRefused  # a Rejected that says the API answered
     assert failure.reason is reason
     assert failure.detail == f"{code}: {code} happened here"  # one line, for a DLQ attribute
 
@@ -144,7 +145,7 @@ def test_disabled_api_is_held_as_seller_wide_not_blamed_on_the_token() -> None:
 def test_registration_expired_token_is_not_the_sts_expired_token() -> None:
     registration = classify_resolve_error(client_error("ExpiredTokenException"))
     session = classify_resolve_error(client_error("ExpiredToken"))
-    assert type(registration) is Rejected
+    assert type(registration) is TokenRefused
     assert registration.reason is DeadLetterReason.EXPIRED_TOKEN
     assert registration.detail == "ExpiredTokenException: ExpiredTokenException happened here"
     assert type(session) is ConfigurationFault
@@ -242,7 +243,7 @@ async def test_emulated_token_errors_are_rejections(
     metering: MarketplaceMeteringClient, token: str, reason: DeadLetterReason
 ) -> None:
     failure = await failure_of(metering, token)
-    assert type(failure) is Rejected
+    assert type(failure) is TokenRefused
     assert failure.reason is reason
     assert failure.detail.startswith(f"{reason.value}Exception: ")
 

@@ -155,6 +155,30 @@ async def test_another_call_through_after_the_failure_spares_the_probe() -> None
     await hold.close()
 
 
+async def test_failures_while_a_probe_is_in_flight_share_its_verdict() -> None:
+    """Tokens refused at about the same time ask the same question: one probe call
+    answers them all, and the next failure after it asks again."""
+    calls = 0
+
+    async def slow_probe() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.5)  # in flight while all three failures come
+
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: slow_probe}, max_wait=1.0)
+
+    async def failure(delay: float) -> bool:
+        await asyncio.sleep(delay)
+        return await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())
+
+    verdicts = await asyncio.gather(*(failure(0.1 * n) for n in range(3)))
+    assert verdicts == [True, True, True]
+    assert calls == 1
+    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())
+    assert calls == 2
+    await hold.close()
+
+
 async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon() -> None:
     """The credentials work again but the probe met a 5xx: the next probe comes within a
     second, not after the backoff built up during the fault (the outage run saw a

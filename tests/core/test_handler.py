@@ -54,6 +54,7 @@ from worker.core.errors import (
     DeadLetterReason,
     PublishError,
     Rejected,
+    TokenRefused,
     TransientError,
 )
 from worker.core.events import event_id_for, token_sha256
@@ -183,6 +184,26 @@ async def test_a_token_refused_while_another_resolves_spends_no_probe() -> None:
     assert await rig.handle_next() is Outcome.PUBLISHED
     assert await refused_task is Outcome.DEAD_LETTERED
     assert rig.dead_letters.letters[0].reason is DeadLetterReason.DISABLED_API
+    assert (rig.hold.probes_spared, rig.resolver.trouble.probes) == (1, DISABLED_API_TRIES - 1)
+
+
+async def test_a_token_refused_as_invalid_just_after_spares_the_probe_too() -> None:
+    """InvalidTokenException is ResolveCustomer answering (the probe's own pass): another
+    token refused that way just after a DisabledApi shows the API works for others."""
+    rig = Rig.build()
+    refused, invalid = f"disabled-{tag()}", f"invalid-{tag()}"
+    rig.resolver.fails(refused, then=ApiDisabled("DisabledApiException: for this one"))
+    rig.resolver.fails(invalid, then=TokenRefused(DeadLetterReason.INVALID_TOKEN, "no"))
+    rig.queue.send_all([refused, invalid])
+    first = await rig.receive_one()
+    refused_task = asyncio.create_task(rig.handler.handle(first))
+    await asyncio.sleep(0.05)
+    assert await rig.handle_next() is Outcome.DEAD_LETTERED
+    assert await refused_task is Outcome.DEAD_LETTERED
+    assert [letter.reason for letter in rig.dead_letters.letters] == [
+        DeadLetterReason.INVALID_TOKEN,
+        DeadLetterReason.DISABLED_API,
+    ]
     assert (rig.hold.probes_spared, rig.resolver.trouble.probes) == (1, DISABLED_API_TRIES - 1)
 
 

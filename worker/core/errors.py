@@ -39,6 +39,11 @@ class MalformedMessage(Rejected):
         super().__init__(DeadLetterReason.MALFORMED_MESSAGE, detail)
 
 
+class TokenRefused(Rejected):
+    """ResolveCustomer answered, refusing this token for itself (invalid, expired): the
+    API works for the seller, which is evidence the fault hold can use."""
+
+
 class TransientError(RegworkerError):
     """Worth retrying: throttling, 5xx, timeouts, connection errors."""
 

@@ -85,6 +85,7 @@ class FaultHold:
         self._report_every = report_every
         self._faults: dict[Component, Fault] = {}
         self._probing: dict[Component, asyncio.Task[None]] = {}
+        self._probe_runs: dict[Component, asyncio.Future[bool]] = {}
         self._clear = asyncio.Event()
         self._clear.set()
         self._stopping = asyncio.Event()
@@ -155,6 +156,18 @@ class FaultHold:
         if await self._answered_since(component, failed_at):
             self.probes_spared += 1
             return True
+        return await asyncio.shield(self._probe_run(component))
+
+    def _probe_run(self, component: Component) -> asyncio.Future[bool]:
+        """The probe of ``component`` in flight, or a new one: failures that come while
+        one is in flight take its verdict (the same question, asked of the same quota)."""
+        run = self._probe_runs.get(component)
+        if run is None or run.done():
+            run = asyncio.ensure_future(self._probe_verdict(component))
+            self._probe_runs[component] = run
+        return run
+
+    async def _probe_verdict(self, component: Component) -> bool:
         failure = await self._probe_failure(component)
         if failure is not None and is_passing_error(failure):
             await asyncio.sleep(PROBE_RETRY_SECONDS)
@@ -201,7 +214,11 @@ class FaultHold:
 
     async def close(self) -> None:
         self.stop()
-        await asyncio.gather(*self._probing.values(), return_exceptions=True)
+        for run in self._probe_runs.values():
+            run.cancel()
+        await asyncio.gather(
+            *self._probing.values(), *self._probe_runs.values(), return_exceptions=True
+        )
 
     async def _recover(self, fault: Fault) -> None:
         wait = 0.0

@@ -29,6 +29,7 @@ from worker.core.errors import (
     PublishError,
     RegworkerError,
     Rejected,
+    TokenRefused,
     TransientError,
 )
 from worker.core.events import (
@@ -56,7 +57,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # DisabledApi for one token while the probe gets through: tries before it is the token's.
-DISABLED_API_TRIES: Final = 3
+# The probe (or another call answered just after) is the arbiter each time; a second try
+# a second later guards against a one-off answer, and each try costs a call of the quota.
+DISABLED_API_TRIES: Final = 2
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
 
 
@@ -227,9 +230,14 @@ class MessageHandler:
         async def call() -> ResolvedCustomer:
             nonlocal turn_taken
             taken, turn_taken = turn_taken, False
-            return await self._parts.resolver.resolve(
-                request.token, self._settings.resolve_budget, turn_taken=taken
-            )
+            try:
+                return await self._parts.resolver.resolve(
+                    request.token, self._settings.resolve_budget, turn_taken=taken
+                )
+            except TokenRefused:
+                # An answer about the token: the API works, as a probe would have shown.
+                self._parts.hold.worked(Component.RESOLVE_CUSTOMER)
+                raise
 
         try:
             with tracer.start_as_current_span("ResolveCustomer", kind=SpanKind.CLIENT):

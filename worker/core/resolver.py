@@ -32,7 +32,7 @@ from worker.core.errors import (
     DeadLetterReason,
     MalformedMessage,
     RegworkerError,
-    Rejected,
+    TokenRefused,
     TransientError,
 )
 from worker.core.events import ResolvedCustomer
@@ -59,7 +59,7 @@ def classify_resolve_error(error: Exception) -> RegworkerError:
     if isinstance(error, ClientError):
         code = error_code(error)
         if code in TOKEN_REJECTIONS:
-            return Rejected(TOKEN_REJECTIONS[code], f"{code}: {describe(error)}")
+            return TokenRefused(TOKEN_REJECTIONS[code], f"{code}: {describe(error)}")
         if code in THROTTLING_CODES:
             return ResolveThrottled(f"{code}: {describe(error)}")
         if code == "DisabledApiException":
