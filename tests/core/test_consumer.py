@@ -55,6 +55,26 @@ async def test_never_holds_more_than_max_in_flight() -> None:
     assert rig.resolver.most_active == 3  # the bound made them take turns
 
 
+async def test_a_message_delivered_again_while_in_hand_is_handled_once() -> None:
+    """SQS delivers at least once: here the visibility of a message in hand runs out and
+    the next receive brings it again. The copy is not handled twice, and the message in
+    hand is deleted with the copy's receipt (the fake, as SQS, honours only the latest)."""
+    rig = Rig.build()
+    token = f"again-{tag()}"
+    rig.resolver.knows(token)
+    message_id = rig.queue.send(token)
+    rig.resolver.gate = asyncio.Event()
+    running = asyncio.create_task(rig.run(until_empty=True))
+    await eventually(lambda: rig.resolver.active == 1)
+    rig.queue.time_passes()
+    await eventually(lambda: rig.queue.stored[message_id].receive_count == 2)
+    rig.resolver.gate.set()
+    tally = await running
+    assert tally.outcomes == {"published": 1, "copy_in_hand": 1}
+    assert rig.resolver.calls == [token]
+    assert rig.queue.left() == []
+
+
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
     slots = Slots(50)
     assert await slots.take_up_to(10, fill=10) == 10  # all free: at once

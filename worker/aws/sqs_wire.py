@@ -127,8 +127,12 @@ def queue_arn(client: SQSClient, queue_url: str) -> str:
 # --- received messages -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ReceivedMessage:
+    """One delivery of a message. Only ``receipt_handle`` ever changes: a message
+    delivered again while in hand takes the new delivery's receipt, because SQS deletes
+    and extends a message only with its latest receipt."""
+
     message_id: str
     receipt_handle: str
     body: str = field(repr=False)  # a token, or most of one: never in a repr

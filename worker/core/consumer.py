@@ -32,6 +32,7 @@ from worker.core.heartbeat import VisibilityHeartbeat
 from worker.core.ports import MessageQueue
 from worker.core.probes import Component
 from worker.core.settings import Settings
+from worker.core.tally import Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -211,10 +212,31 @@ class Consumer:
                 self._slots.give_back(wanted)
                 await self._hand_back(messages)
                 return
-            self._slots.give_back(wanted - len(messages))
             self._empty_polls = 0 if messages else self._empty_polls + 1
+            messages = self._without_copies_in_hand(messages)
+            self._slots.give_back(wanted - len(messages))
             for lane in lanes_of(messages, self._settings.is_fifo):
                 self._start(lane)
+
+    def _without_copies_in_hand(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """SQS delivers at least once: a message in hand can come again (two receives at
+        once, a visibility that ran out). Handling the copy too would publish twice: the
+        message in hand takes the copy's receipt (the one SQS now honours) and settles it."""
+        fresh: dict[str, ReceivedMessage] = {}
+        for message in messages:
+            if (first := fresh.get(message.message_id)) is not None:
+                first.receipt_handle = message.receipt_handle
+            elif not self._heartbeat.adopt(message):
+                fresh[message.message_id] = message
+                continue
+            log.info(
+                "copy_in_hand",
+                message_id=message.message_id,
+                receive_count=message.receive_count,
+                action="the message in hand takes this delivery's receipt; not handled twice",
+            )
+            self._tally.count(Outcome.COPY_IN_HAND)
+        return list(fresh.values()) if len(fresh) < len(messages) else messages
 
     async def _poll(self, wanted: int) -> list[ReceivedMessage]:
         self._polling += 1

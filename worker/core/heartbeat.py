@@ -45,6 +45,18 @@ class VisibilityHeartbeat:
             start = time.monotonic() if received_at is None else received_at
             self._held[message.message_id] = (message, start + self._timeout)
 
+    def adopt(self, copy: ReceivedMessage) -> bool:
+        """``copy`` is a new delivery of a message in hand: the message in hand takes its
+        receipt, and its visibility clock restarts with that receive. False when the
+        message is not in hand."""
+        held = self._held.get(copy.message_id)
+        if held is None:
+            return False
+        message, _ = held
+        message.receipt_handle = copy.receipt_handle
+        self._held[copy.message_id] = (message, time.monotonic() + self._timeout)
+        return True
+
     @property
     def in_hand(self) -> int:
         """Messages in hand now: received, not yet settled or handed back."""
