@@ -20,7 +20,7 @@ from typing import Any
 
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.dead_letter import DeadLetter, OutgoingLetter
-from worker.core.errors import DeadLetterReason, Rejected
+from worker.core.errors import DeadLetterReason, TokenRefused
 from worker.core.events import ResolvedCustomer
 from worker.core.idempotency import CLOCK_SKEW_SECONDS, Claim, ClaimResult
 from worker.core.publisher import Event
@@ -259,7 +259,7 @@ class FakeResolver:
         if token in self.always:
             raise self.always[token]
         if token not in self.customers:
-            raise Rejected(
+            raise TokenRefused(
                 DeadLetterReason.INVALID_TOKEN, "InvalidTokenException: the token is not valid"
             )
         return self.customers[token]

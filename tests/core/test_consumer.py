@@ -75,6 +75,28 @@ async def test_a_message_delivered_again_while_in_hand_is_handled_once() -> None
     assert rig.queue.left() == []
 
 
+async def test_a_fifo_group_delivered_again_keeps_its_order() -> None:
+    """FIFO: the visibility of a group in hand runs out and SQS delivers the group again,
+    the copies with a follower sent since: the follower queues behind the lane, so the
+    group is still resolved in order, each message once."""
+    rig = Rig.build(fake_settings(fifo=True))
+    tokens = [f"fifo-{n}-{tag()}" for n in range(4)]
+    rig.resolver.knows(*tokens)
+    first, *_ = [rig.queue.send(token, group="g") for token in tokens[:3]]
+    rig.resolver.gate = asyncio.Event()
+    running = asyncio.create_task(rig.run(until_empty=True))
+    await eventually(lambda: rig.resolver.active == 1)
+    rig.queue.send(tokens[3], group="g")
+    rig.queue.time_passes()
+    await eventually(lambda: rig.queue.stored[first].receive_count == 2)
+    rig.resolver.gate.set()
+    tally = await running
+    assert rig.resolver.calls == tokens
+    assert tally.outcomes["published"] == len(tokens)
+    assert tally.outcomes["copy_in_hand"] == 3
+    assert rig.queue.left() == []
+
+
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
     slots = Slots(50)
     assert await slots.take_up_to(10, fill=10) == 10  # all free: at once

@@ -179,6 +179,43 @@ async def test_failures_while_a_probe_is_in_flight_share_its_verdict() -> None:
     await hold.close()
 
 
+async def test_a_probe_sent_before_a_failure_does_not_answer_for_it() -> None:
+    calls = 0
+
+    async def slow_probe() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(1.0)
+
+    hold = FaultHold({Component.RESOLVE_CUSTOMER: slow_probe}, max_wait=1.0)
+    first = asyncio.create_task(
+        hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())
+    )
+    await asyncio.sleep(FRESH_EVIDENCE_SECONDS + 0.1)  # its probe is in flight now
+    assert calls == 1
+    later = hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())
+    assert await later
+    assert await first
+    assert calls == 2
+    await hold.close()
+
+
+async def test_stopping_releases_a_message_waiting_for_a_probe() -> None:
+    """At shutdown the probe is cancelled: its waiters hear 'not working' (and then find
+    the hold stopping), not a CancelledError of a task nobody cancelled."""
+
+    async def endless_probe() -> None:
+        await asyncio.sleep(60)
+
+    hold = FaultHold({Component.SINK: endless_probe}, max_wait=1.0)
+    waiter = asyncio.create_task(hold.probe_passes(Component.SINK, failed_at=time.monotonic()))
+    await asyncio.sleep(FRESH_EVIDENCE_SECONDS + 0.1)
+    hold.stop()
+    assert await asyncio.wait_for(waiter, timeout=1) is False
+    assert not await hold.wait_clear()
+    await hold.close()
+
+
 async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon() -> None:
     """The credentials work again but the probe met a 5xx: the next probe comes within a
     second, not after the backoff built up during the fault (the outage run saw a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from worker.aws.sqs import SourceQueue
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.heartbeat import VisibilityHeartbeat
@@ -43,3 +45,46 @@ async def test_a_passing_entry_failure_keeps_the_message_watched() -> None:
     await heartbeat.beat()
     await heartbeat.beat()  # dropped: no fourth call
     assert queue.calls == 3
+
+
+class SlowQueue(SourceQueue):
+    """A visibility change that waits for ``go``, then refuses a receipt that is no
+    longer the latest (as SQS does once the message was delivered again)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.latest = "old"
+
+    async def change_visibility(self, message: ReceivedMessage, seconds: int) -> None:
+        receipt = message.receipt_handle
+        await self.go.wait()
+        if receipt != self.latest:
+            raise BatchEntryError("ReceiptHandleIsInvalid", "not the latest", sender_fault=True)
+
+
+async def test_a_copy_adopted_during_a_beat_keeps_the_message_watched() -> None:
+    """The beat extends with the old receipt; meanwhile the message is delivered again
+    and adopted: the beat's refusal speaks of the old receipt, not of the message."""
+    queue = SlowQueue()
+    heartbeat = VisibilityHeartbeat(queue, visibility_timeout=10)
+    message = ReceivedMessage("m1", "old", "body", 1)
+    heartbeat.hold(message, received_at=0.0)
+    beat = asyncio.create_task(heartbeat.beat())
+    await asyncio.sleep(0.01)  # the extension is under way
+    queue.latest = "new"
+    assert heartbeat.adopt(ReceivedMessage("m1", "new", "body", 2))
+    queue.go.set()
+    await beat
+    assert heartbeat.in_hand == 1
+    assert (message.receipt_handle, message.receive_count) == ("new", 2)
+
+
+async def test_a_message_being_settled_is_still_in_hand_for_a_copy() -> None:
+    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=10)
+    message = ReceivedMessage("m1", "old", "body", 1)
+    heartbeat.hold(message)
+    with heartbeat.settling(message):
+        assert heartbeat.in_hand == 0  # no longer extended
+        assert heartbeat.adopt(ReceivedMessage("m1", "new", "body", 2))
+    assert message.receipt_handle == "new"
+    assert not heartbeat.adopt(ReceivedMessage("m1", "newer", "body", 3))

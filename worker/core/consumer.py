@@ -94,6 +94,11 @@ class Slots:
 class Lane:
     messages: list[ReceivedMessage]
     position: int = 0
+    open: bool = True  # its task still takes messages (FIFO: a group's followers join)
+
+    @property
+    def group_id(self) -> str | None:
+        return self.messages[0].group_id
 
     @property
     def current(self) -> ReceivedMessage | None:
@@ -208,13 +213,15 @@ class Consumer:
             if failures:
                 log.info("receive_recovered", after_failures=failures)
             failures = refusals = 0
+            self._empty_polls = 0 if messages else self._empty_polls + 1
+            messages = self._without_copies_in_hand(messages)
             if self._stopping.is_set():
                 self._slots.give_back(wanted)
                 await self._hand_back(messages)
                 return
-            self._empty_polls = 0 if messages else self._empty_polls + 1
-            messages = self._without_copies_in_hand(messages)
             self._slots.give_back(wanted - len(messages))
+            if self._settings.is_fifo:
+                messages = self._join_open_lanes(messages)
             for lane in lanes_of(messages, self._settings.is_fifo):
                 self._start(lane)
 
@@ -237,6 +244,22 @@ class Consumer:
             )
             self._tally.count(Outcome.COPY_IN_HAND)
         return list(fresh.values()) if len(fresh) < len(messages) else messages
+
+    def _join_open_lanes(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """FIFO: a group delivered again while its lane is open (its visibility ran out)
+        brings its followers with the copies: they queue behind the lane, in order, not
+        in a lane of their own. Returns the messages of the other groups."""
+        open_lanes = {lane.group_id: lane for lane in self._lanes.values() if lane.open}
+        others = []
+        received_at = time.monotonic()
+        for message in messages:
+            lane = open_lanes.get(message.group_id)
+            if lane is None:
+                others.append(message)
+            else:
+                self._heartbeat.hold(message, received_at)
+                lane.messages.append(message)
+        return others
 
     async def _poll(self, wanted: int) -> list[ReceivedMessage]:
         self._polling += 1
@@ -303,13 +326,16 @@ class Consumer:
         task.add_done_callback(self._finished)
 
     async def _run_lane(self, lane: Lane) -> None:
-        while (message := lane.current) is not None and not self._stopping.is_set():
-            outcome = await self._handler.handle(message)
-            self._health.progressed()
-            lane.position += 1
-            self._slots.give_back(1)
-            if not outcome.settled and self._settings.is_fifo:
-                break
+        try:
+            while (message := lane.current) is not None and not self._stopping.is_set():
+                outcome = await self._handler.handle(message)
+                self._health.progressed()
+                lane.position += 1
+                self._slots.give_back(1)
+                if not outcome.settled and self._settings.is_fifo:
+                    break
+        finally:
+            lane.open = False
         await self._hand_back(lane.remaining())
 
     def _finished(self, task: asyncio.Task[None]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 import time
 from collections.abc import Mapping
@@ -61,6 +62,12 @@ class Fault:
     reported: float
 
 
+@dataclass(frozen=True)
+class ProbeRun:
+    started: float
+    verdict: asyncio.Task[bool]
+
+
 def is_passing_error(error: BaseException) -> bool:
     """An answer of the service that says nothing about the others' calls (a 5xx, a
     throttle): a probe that met one is tried once more before the worker holds for it."""
@@ -85,7 +92,8 @@ class FaultHold:
         self._report_every = report_every
         self._faults: dict[Component, Fault] = {}
         self._probing: dict[Component, asyncio.Task[None]] = {}
-        self._probe_runs: dict[Component, asyncio.Future[bool]] = {}
+        self._probe_runs: dict[Component, ProbeRun] = {}
+        self._probe_tasks: set[asyncio.Task[bool]] = set()
         self._clear = asyncio.Event()
         self._clear.set()
         self._stopping = asyncio.Event()
@@ -156,16 +164,31 @@ class FaultHold:
         if await self._answered_since(component, failed_at):
             self.probes_spared += 1
             return True
-        return await asyncio.shield(self._probe_run(component))
+        verdict = self._probe_run(component, failed_at)
+        try:
+            return await asyncio.shield(verdict)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if verdict.cancelled() and task is not None and not task.cancelling():
+                return False  # stopped: the caller finds the hold stopping, gives it back
+            raise
 
-    def _probe_run(self, component: Component) -> asyncio.Future[bool]:
-        """The probe of ``component`` in flight, or a new one: failures that come while
-        one is in flight take its verdict (the same question, asked of the same quota)."""
+    def _probe_run(self, component: Component, failed_at: float) -> asyncio.Task[bool]:
+        """The latest probe of ``component`` if it started after ``failed_at`` (failures
+        waiting for evidence together take one verdict: the same question, asked of the
+        same quota), else a new one. A probe sent before the failure is no evidence, as
+        a success from before it is not. The probe runs in a context of its own: its
+        logs and spans are no message's."""
         run = self._probe_runs.get(component)
-        if run is None or run.done():
-            run = asyncio.ensure_future(self._probe_verdict(component))
+        if run is None or run.started < failed_at:
+            task = asyncio.get_running_loop().create_task(
+                self._probe_verdict(component), context=contextvars.Context()
+            )
+            run = ProbeRun(time.monotonic(), task)
             self._probe_runs[component] = run
-        return run
+            self._probe_tasks.add(task)
+            task.add_done_callback(self._probe_tasks.discard)
+        return run.verdict
 
     async def _probe_verdict(self, component: Component) -> bool:
         failure = await self._probe_failure(component)
@@ -209,16 +232,12 @@ class FaultHold:
         """Shutdown: release every waiter (they hand their messages back) and stop probing."""
         self._stopping.set()
         self._clear.set()
-        for task in self._probing.values():
+        for task in [*self._probing.values(), *self._probe_tasks]:
             task.cancel()
 
     async def close(self) -> None:
         self.stop()
-        for run in self._probe_runs.values():
-            run.cancel()
-        await asyncio.gather(
-            *self._probing.values(), *self._probe_runs.values(), return_exceptions=True
-        )
+        await asyncio.gather(*self._probing.values(), *self._probe_tasks, return_exceptions=True)
 
     async def _recover(self, fault: Fault) -> None:
         wait = 0.0

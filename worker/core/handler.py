@@ -403,17 +403,24 @@ class MessageHandler:
         return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
-        self._parts.heartbeat.release(message)
-        try:
-            await self._held(
-                Component.SOURCE_QUEUE, lambda: finish(self._parts.queue.delete(message))
-            )
-        except Exception as error:
-            # Published but not deleted: it comes back and is published again with the
-            # same event_id (or dropped as a duplicate with the idempotency table).
-            log.warning("delete_failed", error=describe(error))
+        with self._parts.heartbeat.settling(message):
+            receipt = None
+            while receipt != message.receipt_handle:  # delivered again meanwhile: SQS
+                receipt = message.receipt_handle  # deletes only with the latest receipt
+                try:
+                    await self._held(
+                        Component.SOURCE_QUEUE, lambda: finish(self._parts.queue.delete(message))
+                    )
+                except Exception as error:
+                    # Published but not deleted: it comes back and is published again
+                    # with the same event_id (or dropped as a duplicate with the
+                    # idempotency table).
+                    log.warning("delete_failed", error=describe(error))
+                    return
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
+        # Out of hand at once: a delivery after this change (at once, for 0 s) is the
+        # next try of the message, not a copy to adopt.
         self._parts.heartbeat.release(message)
         try:
             await finish(self._parts.queue.change_visibility(message, seconds))

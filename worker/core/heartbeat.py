@@ -9,7 +9,9 @@ handle that has already expired is dropped from the watch, never raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 import structlog
 
@@ -35,6 +37,7 @@ class VisibilityHeartbeat:
         self._queue = queue
         self._timeout = visibility_timeout
         self._held: dict[str, tuple[ReceivedMessage, float]] = {}
+        self._settling: dict[str, ReceivedMessage] = {}
         self.extensions = 0
 
     def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
@@ -46,16 +49,29 @@ class VisibilityHeartbeat:
             self._held[message.message_id] = (message, start + self._timeout)
 
     def adopt(self, copy: ReceivedMessage) -> bool:
-        """``copy`` is a new delivery of a message in hand: the message in hand takes its
-        receipt, and its visibility clock restarts with that receive. False when the
-        message is not in hand."""
+        """``copy`` is a new delivery of a message in hand (watched, or being settled):
+        the message in hand takes its receipt and receive count, and its visibility
+        clock restarts with that receive. False when the message is not in hand."""
         held = self._held.get(copy.message_id)
-        if held is None:
+        message = held[0] if held else self._settling.get(copy.message_id)
+        if message is None:
             return False
-        message, _ = held
         message.receipt_handle = copy.receipt_handle
-        self._held[copy.message_id] = (message, time.monotonic() + self._timeout)
+        message.receive_count = max(message.receive_count, copy.receive_count)
+        if held:
+            self._held[copy.message_id] = (message, time.monotonic() + self._timeout)
         return True
+
+    @contextlib.contextmanager
+    def settling(self, message: ReceivedMessage) -> Iterator[None]:
+        """While ``message`` is deleted or handed back: no longer extended, but still in
+        hand, so a copy delivered meanwhile is adopted rather than handled again."""
+        self.release(message)
+        self._settling[message.message_id] = message
+        try:
+            yield
+        finally:
+            self._settling.pop(message.message_id, None)
 
     @property
     def in_hand(self) -> int:
@@ -79,14 +95,15 @@ class VisibilityHeartbeat:
         ]
         if not due:
             return
+        receipts = [message.receipt_handle for message in due]
         results = await asyncio.gather(
             *(self._queue.change_visibility(message, self._timeout) for message in due),
             return_exceptions=True,
         )
         renewed_until = time.monotonic() + self._timeout
-        for message, result in zip(due, results, strict=True):
-            if message.message_id not in self._held:
-                continue
+        for message, receipt, result in zip(due, receipts, results, strict=True):
+            if message.message_id not in self._held or message.receipt_handle != receipt:
+                continue  # settled meanwhile, or delivered again (its clock restarted)
             if isinstance(result, BatchEntryError) and result.code in GONE:
                 # The receipt handle is no longer valid (expired, or the message was
                 # deleted): nothing left to extend. Other entry failures are tried again

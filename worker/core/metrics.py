@@ -96,7 +96,8 @@ class WorkerCollector(Collector):
             CounterMetricFamily(
                 "regworker_messages_settled",
                 "Messages handled, by outcome: published, dead_lettered, duplicate (gone"
-                " from the queue); requeued, kept (still on it).",
+                " from the queue); requeued, kept (still on it); copy_in_hand (delivered"
+                " again while in hand, not handled twice).",
                 labels=["outcome"],
             ),
             tally.outcomes,
