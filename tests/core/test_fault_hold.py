@@ -143,15 +143,16 @@ async def test_another_call_through_after_the_failure_spares_the_probe() -> None
     resolve = Dependency(0, ConfigurationFault("unused"))
     hold = FaultHold({Component.RESOLVE_CUSTOMER: resolve.probe}, max_wait=1.0)
     hold.worked(Component.RESOLVE_CUSTOMER)
-    failed_at = time.monotonic()
-    started = time.monotonic()
-    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
-    assert (resolve.calls, hold.probes_spared) == (1, 0)
-    assert time.monotonic() - started >= FRESH_EVIDENCE_SECONDS
-    failed_at = time.monotonic()
-    asyncio.get_running_loop().call_later(0.1, hold.worked, Component.RESOLVE_CUSTOMER)
-    assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
-    assert (resolve.calls, hold.probes_spared) == (1, 1)
+    with hold.calling(Component.RESOLVE_CUSTOMER):  # another message's call under way
+        failed_at = time.monotonic()
+        started = time.monotonic()
+        assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
+        assert (resolve.calls, hold.probes_spared) == (1, 0)
+        assert time.monotonic() - started >= FRESH_EVIDENCE_SECONDS
+        failed_at = time.monotonic()
+        asyncio.get_running_loop().call_later(0.1, hold.worked, Component.RESOLVE_CUSTOMER)
+        assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=failed_at)
+        assert (resolve.calls, hold.probes_spared) == (1, 1)
     await hold.close()
 
 
@@ -171,7 +172,8 @@ async def test_failures_while_a_probe_is_in_flight_share_its_verdict() -> None:
         await asyncio.sleep(delay)
         return await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())
 
-    verdicts = await asyncio.gather(*(failure(0.1 * n) for n in range(3)))
+    with hold.calling(Component.RESOLVE_CUSTOMER):  # calls under way, none answered
+        verdicts = await asyncio.gather(*(failure(0.1 * n) for n in range(3)))
     assert verdicts == [True, True, True]
     assert calls == 1
     assert await hold.probe_passes(Component.RESOLVE_CUSTOMER, failed_at=time.monotonic())

@@ -31,6 +31,7 @@ Moved here from the end-to-end tests, with their assertions:
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 
 import pytest
@@ -58,6 +59,7 @@ from worker.core.errors import (
     TransientError,
 )
 from worker.core.events import event_id_for, token_sha256
+from worker.core.fault_hold import FRESH_EVIDENCE_SECONDS
 from worker.core.handler import DISABLED_API_TRIES
 from worker.core.idempotency import CLOCK_SKEW_SECONDS
 from worker.core.probes import Component
@@ -178,10 +180,11 @@ async def test_a_token_refused_while_another_resolves_spends_no_probe() -> None:
     rig.resolver.fails(refused, then=ApiDisabled("DisabledApiException: for this one"))
     rig.resolver.knows(good)
     rig.queue.send_all([refused, good])
-    first = await rig.receive_one()
+    rig.resolver.delay = 0.1  # both resolves under way together
+    first, second = await rig.receive_one(), await rig.receive_one()
     refused_task = asyncio.create_task(rig.handler.handle(first))
-    await asyncio.sleep(0.05)  # its first try failed; it waits for evidence
-    assert await rig.handle_next() is Outcome.PUBLISHED
+    await asyncio.sleep(0.01)
+    assert await rig.handler.handle(second) is Outcome.PUBLISHED
     assert await refused_task is Outcome.DEAD_LETTERED
     assert rig.dead_letters.letters[0].reason is DeadLetterReason.DISABLED_API
     assert (rig.hold.probes_spared, rig.resolver.trouble.probes) == (1, DISABLED_API_TRIES - 1)
@@ -195,16 +198,30 @@ async def test_a_token_refused_as_invalid_just_after_spares_the_probe_too() -> N
     rig.resolver.fails(refused, then=ApiDisabled("DisabledApiException: for this one"))
     rig.resolver.fails(invalid, then=TokenRefused(DeadLetterReason.INVALID_TOKEN, "no"))
     rig.queue.send_all([refused, invalid])
-    first = await rig.receive_one()
+    rig.resolver.delay = 0.1
+    first, second = await rig.receive_one(), await rig.receive_one()
     refused_task = asyncio.create_task(rig.handler.handle(first))
-    await asyncio.sleep(0.05)
-    assert await rig.handle_next() is Outcome.DEAD_LETTERED
+    await asyncio.sleep(0.01)
+    assert await rig.handler.handle(second) is Outcome.DEAD_LETTERED
     assert await refused_task is Outcome.DEAD_LETTERED
     assert [letter.reason for letter in rig.dead_letters.letters] == [
         DeadLetterReason.INVALID_TOKEN,
         DeadLetterReason.DISABLED_API,
     ]
     assert (rig.hold.probes_spared, rig.resolver.trouble.probes) == (1, DISABLED_API_TRIES - 1)
+
+
+async def test_a_token_refused_with_nothing_else_under_way_is_probed_at_once() -> None:
+    """No other call in flight: no evidence can come, so the probe is not put off."""
+    rig = Rig.build()
+    refused = f"disabled-{tag()}"
+    rig.resolver.fails(refused, ApiDisabled("DisabledApiException: once"))
+    rig.resolver.knows(refused)
+    rig.queue.send(refused)
+    started = time.monotonic()
+    assert await rig.handle_next() is Outcome.PUBLISHED  # refused once, then resolved
+    assert rig.resolver.trouble.probes == 1
+    assert time.monotonic() - started < 1 + FRESH_EVIDENCE_SECONDS  # the 1 s backoff only
 
 
 async def test_a_throttle_past_its_budget_is_requeued_without_a_probe() -> None:

@@ -30,7 +30,8 @@ import contextlib
 import contextvars
 import math
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -99,6 +100,7 @@ class FaultHold:
         self._stopping = asyncio.Event()
         self._last_error_log: dict[Component, float] = {}
         self._worked_at: dict[Component, float] = {}
+        self._calling: Counter[Component] = Counter()
         self.holds = 0
         self.probes_spared = 0
 
@@ -152,6 +154,16 @@ class FaultHold:
     def worked(self, component: Component) -> None:
         """A call to ``component`` got through just now (any message's)."""
         self._worked_at[component] = time.monotonic()
+
+    @contextlib.contextmanager
+    def calling(self, component: Component) -> Iterator[None]:
+        """A message's call to ``component`` is under way (or waiting for its turn): its
+        answer may be the evidence another message's failure waits for."""
+        self._calling[component] += 1
+        try:
+            yield
+        finally:
+            self._calling[component] -= 1
 
     async def probe_passes(self, component: Component, *, failed_at: float) -> bool:
         """Does ``component`` work for others, for a call that failed at ``failed_at``?
@@ -208,11 +220,12 @@ class FaultHold:
     async def _answered_since(self, component: Component, failed_at: float) -> bool:
         """Whether a call to ``component`` gets through after ``failed_at``, waiting up to
         ``FRESH_EVIDENCE_SECONDS`` for one: under load one comes within milliseconds;
-        in an outage none does, and the probe decides."""
+        in an outage none does, and the probe decides. With no other call under way
+        none can come: the probe decides at once."""
         deadline = failed_at + FRESH_EVIDENCE_SECONDS
         while self._worked_at.get(component, -math.inf) <= failed_at:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or not self._calling[component]:
                 return False
             await asyncio.sleep(min(EVIDENCE_POLL_SECONDS, left))
         return True

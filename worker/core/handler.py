@@ -266,7 +266,8 @@ class MessageHandler:
         own = held = 0  # failures judged the message's own; failures held for
         while True:
             try:
-                result = await step()
+                with hold.calling(component):
+                    result = await step()
             except on as error:
                 if not is_dependency_failure(error) or isinstance(error, ResolveThrottled):
                     raise
