@@ -23,7 +23,6 @@ from worker.core.flow_control import (
     PROVEN_SECONDS,
     TRUST_EPISODE_SECONDS,
     WINDOW_CALLS,
-    WINDOW_MAX_SECONDS,
     FlowController,
     Pacer,
 )
@@ -63,20 +62,6 @@ def test_slow_start_doubles_every_second_up_to_the_ceiling() -> None:
     assert rates[0] > 5
     assert rates == sorted(rates)
     assert rates[-1] == 20  # the ceiling, never above
-
-
-def test_slow_start_doubles_a_window_at_most() -> None:
-    """At low rates a window lasts WINDOW_MAX_SECONDS (too few answers to mature sooner):
-    each such window doubles the rate, as TCP's slow start does a round trip."""
-    clock = FakeClock()
-    controller = FlowController(100, start_rate=2, clock=clock)
-    rates = []
-    for _ in range(3):
-        for _ in range(3):  # three calls, half a second apart: the window's answers
-            controller.on_answer(controller.on_send(), throttled=False)
-            clock.now += WINDOW_MAX_SECONDS / 3
-        rates.append(controller.rate)
-    assert rates == pytest.approx([4, 8, 16], rel=0.01)
 
 
 def test_a_throttled_window_decreases_once_whatever_the_number_of_throttles() -> None:
