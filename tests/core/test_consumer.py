@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
+from tests.core.fakes import FakeQueue
 from tests.core.rig import Rig, eventually, fake_settings
 from tests.support import stop_after, tag
+from worker.aws.sqs_wire import ReceivedMessage
 from worker.core.consumer import ReceiveLoopDied, Slots
 from worker.core.errors import TransientError
 from worker.core.events import event_id_for
@@ -73,6 +76,38 @@ async def test_a_message_delivered_again_while_in_hand_is_handled_once() -> None
     assert tally.outcomes == {"published": 1, "copy_in_hand": 1}
     assert rig.resolver.calls == [token]
     assert rig.queue.left() == []
+
+
+class SlowDeleteQueue(FakeQueue):
+    """Deletes wait for ``go``, then check the receipt (the latest only, as SQS)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.deleting = asyncio.Event()
+
+    async def delete(self, message: ReceivedMessage) -> None:
+        receipt = message.receipt_handle
+        self.deleting.set()
+        await self.go.wait()
+        await super().delete(replace(message, receipt_handle=receipt))
+
+
+async def test_a_message_delivered_again_while_being_deleted_is_deleted_with_the_copy() -> None:
+    queue = SlowDeleteQueue()
+    rig = Rig.build(queue=queue)
+    token = f"deleting-{tag()}"
+    rig.resolver.knows(token)
+    message_id = queue.send(token)
+    running = asyncio.create_task(rig.run(until_empty=True))
+    await queue.deleting.wait()  # published; the delete with the first receipt under way
+    queue.time_passes()
+    await eventually(lambda: queue.stored[message_id].receive_count == 2)
+    queue.go.set()
+    tally = await running
+    assert tally.outcomes == {"published": 1, "copy_in_hand": 1}
+    assert queue.left() == []  # the first delete was refused; the copy's receipt did it
+    assert len(rig.publisher.events) == 1
 
 
 async def test_a_fifo_group_delivered_again_keeps_its_order() -> None:

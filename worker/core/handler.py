@@ -404,20 +404,22 @@ class MessageHandler:
         return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
+        delete = self._parts.queue.delete
         with self._parts.heartbeat.settling(message):
-            receipt = None
-            while receipt != message.receipt_handle:  # delivered again meanwhile: SQS
-                receipt = message.receipt_handle  # deletes only with the latest receipt
+            while True:
+                receipt = message.receipt_handle
                 try:
-                    await self._held(
-                        Component.SOURCE_QUEUE, lambda: finish(self._parts.queue.delete(message))
-                    )
+                    await self._held(Component.SOURCE_QUEUE, lambda: finish(delete(message)))
                 except Exception as error:
+                    if message.receipt_handle != receipt:
+                        continue  # delivered again meanwhile: the new receipt deletes it
                     # Published but not deleted: it comes back and is published again
                     # with the same event_id (or dropped as a duplicate with the
                     # idempotency table).
                     log.warning("delete_failed", error=describe(error))
                     return
+                if message.receipt_handle == receipt:
+                    return  # else delivered again meanwhile: SQS honours only the latest
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         # Out of hand at once: a delivery after this change (at once, for 0 s) is the
