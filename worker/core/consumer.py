@@ -233,6 +233,7 @@ class Consumer:
         for message in messages:
             if (first := fresh.get(message.message_id)) is not None:
                 first.receipt_handle = message.receipt_handle
+                first.receive_count = max(first.receive_count, message.receive_count)
             elif not self._heartbeat.adopt(message):
                 fresh[message.message_id] = message
                 continue
