@@ -110,6 +110,22 @@ async def test_a_message_delivered_again_while_being_deleted_is_deleted_with_the
     assert len(rig.publisher.events) == 1
 
 
+async def test_a_crashed_lane_leaves_none_of_its_group_watched_forever() -> None:
+    """A bug in the handler ends the lane: its message and the group's followers are not
+    deleted, and no longer extended, so they all come back after their visibility."""
+    rig = Rig.build(fake_settings(fifo=True))
+    crashing, behind = f"crash-{tag()}", f"behind-{tag()}"
+    rig.resolver.fails(crashing, then=RuntimeError("a bug"))
+    rig.resolver.knows(behind)
+    rig.queue.send(crashing, group="g")
+    rig.queue.send(behind, group="g")
+    with capture_logs() as logs:
+        await rig.run(stop_after(0.5))
+    assert [entry["event"] for entry in logs].count("handler_crashed") == 1
+    assert rig.heartbeat.in_hand == 0
+    assert sorted(rig.queue.invisible()) == sorted([crashing, behind])
+
+
 async def test_a_fifo_group_delivered_again_keeps_its_order() -> None:
     """FIFO: the visibility of a group in hand runs out and SQS delivers the group again,
     the copies with a follower sent since: the follower queues behind the lane, so the

@@ -218,6 +218,15 @@ async def test_stopping_releases_a_message_waiting_for_a_probe() -> None:
     await hold.close()
 
 
+async def test_no_probe_starts_once_the_worker_stops() -> None:
+    sink = Dependency(0, ConfigurationFault("unused"))
+    hold = FaultHold({Component.SINK: sink.probe}, max_wait=1.0)
+    hold.stop()
+    assert not await hold.probe_passes(Component.SINK, failed_at=time.monotonic())
+    assert sink.calls == 0
+    await hold.close()
+
+
 async def test_a_passing_error_after_a_configuration_fault_is_probed_again_soon() -> None:
     """The credentials work again but the probe met a 5xx: the next probe comes within a
     second, not after the backoff built up during the fault (the outage run saw a

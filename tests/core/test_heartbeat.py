@@ -88,3 +88,21 @@ async def test_a_message_being_settled_is_still_in_hand_for_a_copy() -> None:
         assert heartbeat.adopt(ReceivedMessage("m1", "new", "body", 2))
     assert message.receipt_handle == "new"
     assert not heartbeat.adopt(ReceivedMessage("m1", "newer", "body", 3))
+
+
+async def test_a_copy_delivered_after_the_beat_was_refused_is_still_adopted() -> None:
+    """The other order: the beat's refusal of the old receipt is read first, then the
+    copy arrives. The message is no longer extended, but it is still in hand."""
+    gone = BatchEntryError("ReceiptHandleIsInvalid", "gone", sender_fault=True)
+    queue = ScriptedQueue([gone, None])
+    heartbeat = VisibilityHeartbeat(queue, visibility_timeout=10)
+    message = ReceivedMessage("m1", "old", "body", 1)
+    heartbeat.hold(message, received_at=0.0)
+    await heartbeat.beat()
+    await heartbeat.beat()  # not extended while its receipt is gone
+    assert (queue.calls, heartbeat.in_hand) == (1, 1)
+    assert heartbeat.adopt(ReceivedMessage("m1", "new", "body", 2))
+    assert message.receipt_handle == "new"
+    heartbeat.release(message)
+    assert heartbeat.in_hand == 0
+    assert not heartbeat.adopt(ReceivedMessage("m1", "newer", "body", 3))

@@ -341,11 +341,14 @@ class Consumer:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         lane = self._lanes.pop(task)
-        left = len(lane.remaining())
-        self._slots.give_back(left)
+        left = lane.remaining()
+        self._slots.give_back(len(left))
         if not task.cancelled() and (error := task.exception()) is not None:
-            # A bug, not a message fault: the message is not deleted and comes back.
+            # A bug, not a message fault: the message is not deleted and comes back,
+            # and so do those waiting behind it, no longer extended.
             log.error("handler_crashed", task=task.get_name(), exc_info=error)
+            for message in left:
+                self._heartbeat.release(message)
 
     async def _hand_back(self, messages: list[ReceivedMessage]) -> None:
         """Visibility 0: another consumer (or this one) takes them at once."""

@@ -171,7 +171,7 @@ class FaultHold:
         that failure, it does, without a probe: that answer is the evidence the probe
         would fetch, and it costs the account's quota nothing (a probe of ResolveCustomer
         is a call like any other, and it can meet a passing error of its own)."""
-        if component in self._faults:
+        if component in self._faults or self._stopping.is_set():
             return False
         if await self._answered_since(component, failed_at):
             self.probes_spared += 1

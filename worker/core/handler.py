@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 import structlog
@@ -404,12 +404,11 @@ class MessageHandler:
         return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
-        delete = self._parts.queue.delete
         with self._parts.heartbeat.settling(message):
             while True:
                 receipt = message.receipt_handle
                 try:
-                    await self._held(Component.SOURCE_QUEUE, lambda: finish(delete(message)))
+                    await self._delete_delivery(replace(message, receipt_handle=receipt))
                 except Exception as error:
                     if message.receipt_handle != receipt:
                         continue  # delivered again meanwhile: the new receipt deletes it
@@ -420,6 +419,10 @@ class MessageHandler:
                     return
                 if message.receipt_handle == receipt:
                     return  # else delivered again meanwhile: SQS honours only the latest
+
+    async def _delete_delivery(self, delivery: ReceivedMessage) -> None:
+        queue = self._parts.queue
+        await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         # Out of hand at once: a delivery after this change (at once, for 0 s) is the

@@ -38,6 +38,8 @@ class VisibilityHeartbeat:
         self._timeout = visibility_timeout
         self._held: dict[str, tuple[ReceivedMessage, float]] = {}
         self._settling: dict[str, ReceivedMessage] = {}
+        # In hand, its receipt refused by a beat (it ran out): no longer extended.
+        self._lapsed: dict[str, ReceivedMessage] = {}
         self.extensions = 0
 
     def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
@@ -53,12 +55,13 @@ class VisibilityHeartbeat:
         the message in hand takes its receipt and receive count, and its visibility
         clock restarts with that receive. False when the message is not in hand."""
         held = self._held.get(copy.message_id)
-        message = held[0] if held else self._settling.get(copy.message_id)
+        lapsed = self._lapsed.pop(copy.message_id, None)
+        message = held[0] if held else lapsed or self._settling.get(copy.message_id)
         if message is None:
             return False
         message.receipt_handle = copy.receipt_handle
         message.receive_count = max(message.receive_count, copy.receive_count)
-        if held:
+        if held or lapsed:  # watched again from this receive
             self._held[copy.message_id] = (message, time.monotonic() + self._timeout)
         return True
 
@@ -76,10 +79,11 @@ class VisibilityHeartbeat:
     @property
     def in_hand(self) -> int:
         """Messages in hand now: received, not yet settled or handed back."""
-        return len(self._held)
+        return len(self._held) + len(self._lapsed)
 
     def release(self, message: ReceivedMessage) -> None:
         self._held.pop(message.message_id, None)
+        self._lapsed.pop(message.message_id, None)
 
     async def run(self) -> None:
         """Beat until cancelled."""
@@ -106,14 +110,16 @@ class VisibilityHeartbeat:
                 continue  # settled meanwhile, or delivered again (its clock restarted)
             if isinstance(result, BatchEntryError) and result.code in GONE:
                 # The receipt handle is no longer valid (expired, or the message was
-                # deleted): nothing left to extend. Other entry failures are tried again
-                # on the next beat.
+                # deleted): nothing left to extend, but the message is still in hand,
+                # so a copy delivered now is adopted. Other entry failures are tried
+                # again on the next beat.
                 log.warning(
                     "visibility_extend_refused",
                     message_id=message.message_id,
                     error=describe(result),
                 )
-                self.release(message)
+                del self._held[message.message_id]
+                self._lapsed[message.message_id] = message
             elif isinstance(result, BaseException):
                 log.warning("visibility_extend_failed", error=describe(result))
             else:
