@@ -110,6 +110,37 @@ async def test_a_message_delivered_again_while_being_deleted_is_deleted_with_the
     assert len(rig.publisher.events) == 1
 
 
+class LenientSlowDeleteQueue(SlowDeleteQueue):
+    """As moto, and SQS at times: a delete with an older receipt answers success (SQS
+    then may not delete the message). Records the receipt of every delete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted_with: list[str] = []
+
+    async def delete(self, message: ReceivedMessage) -> None:
+        self.deleted_with.append(message.receipt_handle)
+        self.deleting.set()
+        await self.go.wait()
+        self.stored[message.message_id].deleted = True
+
+
+async def test_a_delete_that_met_a_new_delivery_is_sent_again_with_its_receipt() -> None:
+    queue = LenientSlowDeleteQueue()
+    rig = Rig.build(queue=queue)
+    token = f"lenient-{tag()}"
+    rig.resolver.knows(token)
+    message_id = queue.send(token)
+    running = asyncio.create_task(rig.run(until_empty=True))
+    await queue.deleting.wait()
+    first_receipt = queue.stored[message_id].receipt_handle
+    queue.time_passes()
+    await eventually(lambda: queue.stored[message_id].receive_count == 2)
+    queue.go.set()
+    await running
+    assert queue.deleted_with == [first_receipt, queue.stored[message_id].receipt_handle]
+
+
 async def test_a_crashed_lane_leaves_none_of_its_group_watched_forever() -> None:
     """A bug in the handler ends the lane: its message and the group's followers are not
     deleted, and no longer extended, so they all come back after their visibility."""
