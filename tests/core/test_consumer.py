@@ -141,6 +141,16 @@ async def test_a_delete_that_met_a_new_delivery_is_sent_again_with_its_receipt()
     assert queue.deleted_with == [first_receipt, queue.stored[message_id].receipt_handle]
 
 
+def test_a_message_twice_in_one_receive_is_kept_once_with_the_later_receipt() -> None:
+    rig = Rig.build()
+    first = ReceivedMessage("m-1", "receipt-1", "token", 1)
+    again = ReceivedMessage("m-1", "receipt-2", "token", 2)
+    other = ReceivedMessage("m-2", "receipt-3", "other", 1)
+    kept = rig.consumer()._without_copies_in_hand([first, again, other])
+    assert kept == [first, other]
+    assert (first.receipt_handle, first.receive_count) == ("receipt-2", 2)
+
+
 async def test_a_crashed_lane_leaves_none_of_its_group_watched_forever() -> None:
     """A bug in the handler ends the lane: its message and the group's followers are not
     deleted, and no longer extended, so they all come back after their visibility."""

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+import structlog
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
@@ -215,6 +216,20 @@ async def test_stopping_releases_a_message_waiting_for_a_probe() -> None:
     hold.stop()
     assert await asyncio.wait_for(waiter, timeout=1) is False
     assert not await hold.wait_clear()
+    await hold.close()
+
+
+async def test_the_probe_runs_outside_the_failing_message_s_log_context() -> None:
+    """The shared probe answers for several messages: its logs are none of theirs."""
+    seen: list[dict[str, object]] = []
+
+    async def probe() -> None:
+        seen.append(structlog.contextvars.get_contextvars())
+
+    hold = FaultHold({Component.SINK: probe}, max_wait=1.0)
+    with structlog.contextvars.bound_contextvars(message_id="m-1", token="abc"):
+        assert await hold.probe_passes(Component.SINK, failed_at=time.monotonic())
+    assert seen == [{}]
     await hold.close()
 
 
