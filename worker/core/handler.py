@@ -404,21 +404,19 @@ class MessageHandler:
         return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
+        receipt = None
         with self._parts.heartbeat.settling(message):
-            while True:
+            # Delivered again meanwhile: SQS deletes only with the latest receipt.
+            while receipt != message.receipt_handle:
                 receipt = message.receipt_handle
                 try:
                     await self._delete_delivery(replace(message, receipt_handle=receipt))
                 except Exception as error:
-                    if message.receipt_handle != receipt:
-                        continue  # delivered again meanwhile: the new receipt deletes it
-                    # Published but not deleted: it comes back and is published again
-                    # with the same event_id (or dropped as a duplicate with the
-                    # idempotency table).
-                    log.warning("delete_failed", error=describe(error))
-                    return
-                if message.receipt_handle == receipt:
-                    return  # else delivered again meanwhile: SQS honours only the latest
+                    if message.receipt_handle == receipt:
+                        # Published but not deleted: it comes back and is published
+                        # again with the same event_id (or dropped as a duplicate with
+                        # the idempotency table).
+                        log.warning("delete_failed", error=describe(error))
 
     async def _delete_delivery(self, delivery: ReceivedMessage) -> None:
         queue = self._parts.queue

@@ -3,7 +3,8 @@
 Every few seconds, the visibility of each held message that is past half its timeout is
 extended, all of them together through ``ChangeMessageVisibilityBatch``, so a slow
 message (retries, a slow publish) is never handed to a second consumer. A receipt
-handle that has already expired is dropped from the watch, never raised.
+handle that has already expired is no longer extended, never raised; its message stays
+in hand, so a new delivery of it is adopted (``adopt``), not handled twice.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class VisibilityHeartbeat:
 
     @contextlib.contextmanager
     def settling(self, message: ReceivedMessage) -> Iterator[None]:
-        """While ``message`` is deleted or handed back: no longer extended, but still in
-        hand, so a copy delivered meanwhile is adopted rather than handled again."""
+        """While ``message`` is deleted: no longer extended, but still in hand, so a copy
+        delivered meanwhile is adopted rather than handled again."""
         self.release(message)
         self._settling[message.message_id] = message
         try:
