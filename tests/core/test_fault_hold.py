@@ -49,6 +49,23 @@ async def test_a_fault_holds_until_the_probe_answers_then_clears_by_itself() -> 
     await hold.close()
 
 
+async def test_a_fault_is_logged_as_the_dependencys_not_the_failing_messages() -> None:
+    """The message whose call failed first is in the log context when it reports the
+    fault; the fault's lines (raised, still holding, cleared) must not carry its id."""
+    table = Dependency(3, ConfigurationFault("AccessDeniedException: no"))
+    hold = FaultHold({Component.IDEMPOTENCY_TABLE: table.probe}, max_wait=0.05, report_every=0.05)
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        structlog.contextvars.bound_contextvars(message_id="m-1", token="abc123"),
+    ):
+        hold.report(Component.IDEMPOTENCY_TABLE, table.error)
+        assert await asyncio.wait_for(hold.wait_clear(), timeout=5)
+    events = {entry["event"] for entry in logs}
+    assert events >= {"configuration_fault", "fault_cleared"}
+    assert all("message_id" not in entry and "token" not in entry for entry in logs)
+    await hold.close()
+
+
 async def test_an_outage_is_told_apart_from_a_configuration_fault() -> None:
     sink = Dependency(0, EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
     hold = FaultHold({Component.SINK: sink.probe}, max_wait=1.0)

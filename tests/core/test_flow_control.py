@@ -13,6 +13,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from tests.flow_sim import FakeClock, Simulation
@@ -134,6 +135,22 @@ def test_each_decrease_is_logged_with_old_new_and_why() -> None:
         r"throttled 20 of (\d\d) calls \(20 of \1 first attempts\) in the last window",
         str(cut["why"]),
     )
+
+
+def test_rate_changes_are_logged_as_the_controllers_not_the_messages() -> None:
+    """Answers are recorded in a message's log context; the rate change they cause is
+    the controller's, and must not carry that message's id or token."""
+    clock = FakeClock()
+    controller = controller_at(5, clock)
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        structlog.contextvars.bound_contextvars(message_id="m-1", token="abc123"),
+    ):
+        answer(controller, clock, 400, throttled=0)  # slow start
+        answer(controller, clock, 150, throttled=100)
+    whys = {str(entry["why"]).split()[0] for entry in logs if entry["event"] == "flow_rate"}
+    assert whys >= {"throttled", "no"}  # a decrease and an increase
+    assert all("message_id" not in entry and "token" not in entry for entry in logs)
 
 
 def test_the_rate_recovers_with_time_not_with_successes_up_to_the_ceiling() -> None:

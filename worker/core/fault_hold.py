@@ -40,6 +40,7 @@ from botocore.exceptions import ClientError
 
 from worker.core.errors import ConfigurationFault, TransientError
 from worker.core.faults import classify_aws_error, describe
+from worker.core.logs import log_outside_message
 from worker.core.probes import Component, Probe
 
 log = structlog.get_logger(__name__)
@@ -133,7 +134,10 @@ class FaultHold:
         )
         if not recent:
             self._last_error_log[component] = now
-        (log.warning if recent else log.error)(
+        # Out of the failing message's context: the fault, its progress reports and its
+        # clearing are the dependency's, not that message's.
+        log_outside_message(
+            log.warning if recent else log.error,
             fault.kind,
             component=component.value,
             error=fault.error,
@@ -141,7 +145,7 @@ class FaultHold:
             f" {component.value} answers again (probing with a cheap call)",
         )
         self._probing[component] = asyncio.create_task(
-            self._recover(fault), name=f"probe-{component.value}"
+            self._recover(fault), name=f"probe-{component.value}", context=contextvars.Context()
         )
 
     def succeeded(self, component: Component) -> None:

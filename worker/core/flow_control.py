@@ -70,6 +70,7 @@ from typing import Final
 import structlog
 from botocore.retries.throttling import CubicCalculator
 
+from worker.core.logs import log_outside_message
 from worker.core.pacing import Turns
 
 log = structlog.get_logger(__name__)
@@ -292,7 +293,8 @@ class FlowController:
         self._window = Window(start=now, start_rate=new)
         self.decreases += 1
         self._logged_rate = new
-        log.info(
+        log_outside_message(
+            log.info,
             "flow_rate",
             controller=self.name,
             old=round(old, 2),
@@ -329,7 +331,8 @@ class FlowController:
         at_ceiling = rate >= self.ceiling and self._logged_rate < self.ceiling
         if at_ceiling or rate >= self._logged_rate * LOG_GROWTH:
             why = "reached the ceiling" if at_ceiling else "no throttling: probing upwards"
-            log.info(
+            log_outside_message(
+                log.info,
                 "flow_rate",
                 controller=self.name,
                 old=round(self._logged_rate, 2),

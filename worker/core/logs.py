@@ -7,8 +7,10 @@ cached on first use, as structlog recommends for production.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -44,3 +46,14 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.JSO
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+
+
+class Emit(Protocol):
+    def __call__(self, event: str, **fields: Any) -> Any: ...
+
+
+def log_outside_message(emit: Emit, event: str, **fields: Any) -> None:
+    """Log a component's event (a rate change, a fault and its recovery) without the
+    message context it happens in: one message's id and token on it would say the event
+    was that message's."""
+    contextvars.Context().run(emit, event, **fields)
