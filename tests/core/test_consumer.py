@@ -29,7 +29,7 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from tests.core.fakes import FakeQueue
+from tests.core.fakes import FakeClaimStore, FakeQueue, Record
 from tests.core.rig import Rig, eventually, fake_settings
 from tests.support import stop_after, tag
 from worker.aws.sqs_wire import ReceivedMessage
@@ -176,6 +176,91 @@ async def test_a_fifo_group_delivered_again_keeps_its_order() -> None:
     assert tally.outcomes["published"] == len(tokens)
     assert tally.outcomes["copy_in_hand"] == 3
     assert rig.queue.left() == []
+
+
+class SlowHandBackQueue(FakeQueue):
+    """Hands back (visibility 0) wait for ``go``."""
+
+    def __init__(self) -> None:
+        super().__init__(fifo=True)
+        self.go = asyncio.Event()
+        self.handing_back = asyncio.Event()
+
+    async def change_visibility(self, message: ReceivedMessage, seconds: int) -> None:
+        if seconds == 0:
+            self.handing_back.set()
+            await self.go.wait()
+        await super().change_visibility(message, seconds)
+
+
+async def test_a_fifo_group_delivered_while_its_lane_hands_back_gets_a_lane_of_its_own() -> None:
+    """FIFO: a lane stops at a message it could not settle and hands back the group's
+    followers. A new delivery of the group during that hand-back must not join the
+    finished lane (nobody would handle it, and the heartbeat would hold it forever)."""
+    queue = SlowHandBackQueue()
+    claims = FakeClaimStore()
+    rig = Rig.build(fake_settings(fifo=True), queue=queue, claims=claims)
+    tokens = [f"closing-{n}-{tag()}" for n in range(3)]
+    rig.resolver.knows(*tokens)
+    busy = event_id_for(tokens[0])  # another worker holds its claim: the lane stops there
+    claims.records[busy] = Record("IN_PROGRESS", "another-worker", time.monotonic() + 60)
+    queue.send_all(tokens[:2], group="g")
+    running = asyncio.create_task(rig.run(until_empty=True))
+    await queue.handing_back.wait()  # the lane hands back the second message
+    del claims.records[busy]  # the other worker let go
+    queue.send(tokens[2], group="g")
+    queue.time_passes()
+    await eventually(lambda: rig.resolver.calls == tokens)
+    queue.go.set()
+    tally = await asyncio.wait_for(running, timeout=5)
+    assert tally.outcomes["published"] == 3
+    assert rig.publisher.event_ids() == [event_id_for(token) for token in tokens]
+    assert rig.heartbeat.in_hand == 0
+    assert queue.left() == []
+
+
+class HeldReceiveQueue(FakeQueue):
+    """Receives wait while ``held`` is set, until it is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: asyncio.Event | None = None
+        self.waiting = 0
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
+        if self.held is not None:
+            self.waiting += 1
+            await self.held.wait()
+        return await super().receive(max_messages, wait_seconds, visibility_timeout)
+
+
+async def test_a_copy_received_at_shutdown_is_not_handed_back_under_the_message_in_hand() -> None:
+    """A receive under way at shutdown brings a new delivery of a message in hand. What
+    such a receive brings is handed back, but not the copy: its receipt is the one SQS
+    now honours, so the message in hand takes it, finishes within the grace and deletes."""
+    queue = HeldReceiveQueue()
+    rig = Rig.build(queue=queue)
+    token = f"copy-at-stop-{tag()}"
+    rig.resolver.knows(token)
+    message_id = queue.send(token)
+    rig.resolver.gate = asyncio.Event()
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await eventually(lambda: rig.resolver.active == 1)
+    queue.held = asyncio.Event()
+    await eventually(lambda: queue.waiting >= 1)  # a receive is under way
+    stop.set()
+    await asyncio.sleep(0.05)  # the worker is stopping
+    queue.time_passes()
+    queue.held.set()
+    await eventually(lambda: queue.stored[message_id].receive_count == 2)
+    rig.resolver.gate.set()
+    tally = await asyncio.wait_for(running, timeout=5)
+    assert tally.outcomes["published"] == 1
+    assert queue.handed_back() == []
+    assert queue.left() == []
 
 
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
