@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from worker.core.batcher import Batcher
 
@@ -95,6 +97,23 @@ async def test_a_failed_call_fails_every_item_of_its_batch_and_no_other() -> Non
     assert [len(batch) for batch in recorder.batches] == [10, 10]
     assert outcomes[:10] == [f"ok:m{i}" for i in range(10)]
     assert all(isinstance(outcome, CallFailed) for outcome in outcomes[10:])
+
+
+async def test_the_batchers_lines_are_no_submitters() -> None:
+    """The batcher's task starts at the first submit, inside that message's log context;
+    a failed batch holds many messages, so its line must not carry the first one's id."""
+    recorder = Recorder(poison=frozenset({"m1"}))
+    target = batcher(recorder)
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        structlog.contextvars.bound_contextvars(message_id="first", token="abc123"),
+    ):
+        outcomes = await submit_all(target, ["m0", "m1"])
+        await target.close()
+    assert all(isinstance(outcome, CallFailed) for outcome in outcomes)
+    assert [entry["event"] for entry in logs] == ["batch_failed"]
+    assert "message_id" not in logs[0]
+    assert "token" not in logs[0]
 
 
 async def test_max_bytes_splits_batches() -> None:

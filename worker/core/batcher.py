@@ -13,6 +13,7 @@ flight, a batch waits up to ``linger`` seconds to fill.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -69,7 +70,11 @@ class Batcher(Generic[Item, Result]):
 
     def _ensure_collector(self) -> None:
         if self._collector is None or self._collector.done():
-            self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
+            # Started by a submit, but no submitter's: its lines and its sends are the
+            # batch's, not the first message's (its log context and its span).
+            self._collector = asyncio.create_task(
+                self._collect(), name=f"batcher-{self.name}", context=contextvars.Context()
+            )
 
     async def close(self) -> None:
         """Send what is queued and wait for it, then stop the collector. An item that
