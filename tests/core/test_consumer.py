@@ -263,6 +263,131 @@ async def test_a_copy_received_at_shutdown_is_not_handed_back_under_the_message_
     assert queue.left() == []
 
 
+class SlowRequeueQueue(FakeQueue):
+    """The first visibility change takes effect on the queue at once, but its answer
+    reaches the worker only when ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.requeueing = asyncio.Event()
+
+    async def change_visibility(self, message: ReceivedMessage, seconds: int) -> None:
+        await super().change_visibility(message, seconds)
+        if not self.requeueing.is_set():
+            self.requeueing.set()
+            await self.go.wait()
+
+
+async def test_a_handling_that_ends_late_leaves_the_next_delivery_in_hand() -> None:
+    """A message requeued with no delay (REGWORKER_REQUEUE_MAX_SECONDS=0) comes back to
+    this worker while its first handling still waits for the visibility change's answer.
+    That handling's end must not take the new delivery out of hand: unwatched, its
+    visibility would run out and it would be handled, and published, a second time."""
+    queue = SlowRequeueQueue()
+    rig = Rig.build(fake_settings(requeue_max_seconds=0, max_receives=5), queue=queue)
+    token = f"requeued-{tag()}"
+    rig.resolver.knows(token)
+    rig.resolver.fails(token, TransientError("ResolveCustomer kept failing"))
+    message_id = queue.send(token)
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await queue.requeueing.wait()  # the first try is requeued, visible at once
+    rig.resolver.gate = asyncio.Event()
+    await eventually(lambda: rig.resolver.active == 1)  # the second delivery's resolve
+    queue.go.set()  # the first handling ends
+    await eventually(lambda: rig.handler.tally.outcomes["requeued"] == 1)
+    assert rig.heartbeat.in_hand == 1
+    assert len(rig.handler.started) == 1
+    queue.time_passes()  # delivered again: a copy of the message in hand
+    await eventually(lambda: queue.stored[message_id].receive_count == 3)
+    rig.resolver.gate.set()
+    await eventually(lambda: rig.handler.tally.outcomes["published"] == 1)
+    stop.set()
+    tally = await running
+    assert len(rig.publisher.events) == 1
+    assert tally.outcomes == {"requeued": 1, "copy_in_hand": 1, "published": 1}
+
+
+def server_error(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "InternalError", "Message": "try again"}}, operation)
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stopping: bool) -> None:
+    """The delete after a publish fails once. Running, the fault hold retries it;
+    stopping (SIGTERM during the publish), the hold no longer waits, but the delete
+    still gets tries of its own: a published token left on the queue comes back."""
+    rig = Rig.build()
+    token = f"published-{tag()}"
+    rig.resolver.knows(token)
+    rig.queue.send(token)
+    rig.publisher.delay = 0.3
+    rig.queue.delete_trouble.refuse_next = [server_error("DeleteMessageBatch")]
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop, until_empty=not stopping))
+    await rig.publisher.sending.wait()
+    if stopping:
+        stop.set()
+    await asyncio.wait_for(running, 10)
+    assert len(rig.publisher.events) == 1
+    assert rig.queue.left() == []
+
+
+class LateAnswerQueue(FakeQueue):
+    """SQS as documented: a delete with a receipt that is no longer the latest succeeds
+    but deletes nothing. ``stall``: the next receive takes its messages at once, but its
+    answer reaches the worker only when ``answer`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall = False
+        self.answer = asyncio.Event()
+
+    async def delete(self, message: ReceivedMessage) -> None:
+        stored = self.stored[message.message_id]
+        if stored.receipt_handle == message.receipt_handle:
+            stored.deleted = True
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
+        deadline = time.monotonic() + 0.05
+        while True:
+            batch = self._take(max(1, min(10, max_messages)), visibility_timeout)
+            if batch and self.stall:
+                self.stall = False
+                await self.answer.wait()
+            if batch or time.monotonic() >= deadline:
+                return batch
+            await asyncio.sleep(0.005)
+
+
+async def test_a_copy_answered_just_after_the_delete_is_deleted_not_published_again() -> None:
+    """The visibility of a message in hand ran out; a receive took it again (receipt 2)
+    before the delete with receipt 1 arrived, so that delete deleted nothing, and the
+    receive's answer comes just after the delete's: the copy is deleted, not handled."""
+    queue = LateAnswerQueue()
+    rig = Rig.build(queue=queue)
+    token = f"late-copy-{tag()}"
+    rig.resolver.knows(token)
+    message_id = queue.send(token)
+    rig.publisher.delay = 0.2
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await rig.publisher.sending.wait()
+    queue.stall = True
+    queue.time_passes()  # its visibility ran out while in hand
+    await eventually(lambda: queue.stored[message_id].receive_count == 2)
+    await eventually(lambda: rig.handler.tally.outcomes["published"] == 1)  # settled
+    queue.answer.set()  # the receive's answer arrives after the delete's
+    await eventually(lambda: queue.left() == [])
+    stop.set()
+    tally = await running
+    assert len(rig.publisher.events) == 1
+    assert tally.outcomes == {"published": 1, "copy_in_hand": 1}
+
+
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:
     slots = Slots(50)
     assert await slots.take_up_to(10, fill=10) == 10  # all free: at once

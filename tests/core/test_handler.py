@@ -35,10 +35,17 @@ import time
 from functools import partial
 
 import pytest
+import structlog
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
-from tests.core.fakes import LONGEST_POLL_SECONDS, PRODUCT, FakeClaimStore, FakeQueue
+from tests.core.fakes import (
+    LONGEST_POLL_SECONDS,
+    PRODUCT,
+    FakeClaimStore,
+    FakePublisher,
+    FakeQueue,
+)
 from tests.core.rig import Rig, eventually, fake_settings, held, when_held
 from tests.support import (
     HOSTILE,
@@ -419,6 +426,31 @@ async def test_a_delete_during_a_queue_outage_is_held_then_done() -> None:
     assert held(logs) == [("outage", "source_queue"), ("fault_cleared", "source_queue")]
     assert rig.queue.left() == []
     assert rig.publisher.event_ids() == [event_id_for(token)]
+
+
+class UnansweredProbePublisher(FakePublisher):
+    async def probe(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_fault_cleared_by_a_messages_call_is_the_dependencys_line() -> None:
+    """The sink fails for one message (held); another's publish gets through and clears
+    the hold. The clearing is the sink's line, not that message's."""
+    rig = Rig.build(publisher=UnansweredProbePublisher())
+    first, second = f"a-{tag()}", f"b-{tag()}"
+    rig.resolver.knows(first, second)
+    rig.publisher.trouble.refuse_next = [client_error("InternalError", "PublishBatch")]
+    rig.queue.send(first)
+    rig.queue.send(second)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        held_one = asyncio.create_task(rig.handle_next())
+        await eventually(lambda: rig.hold.holds_for(Component.SINK))
+        assert await rig.handle_next() is Outcome.PUBLISHED
+        assert await asyncio.wait_for(held_one, 5) is Outcome.PUBLISHED
+    await rig.hold.close()
+    [cleared] = [entry for entry in logs if entry["event"] == "fault_cleared"]
+    assert "message_id" not in cleared
+    assert "token" not in cleared
 
 
 async def test_hostile_bodies_are_dead_lettered_with_their_reasons() -> None:

@@ -106,3 +106,50 @@ async def test_a_copy_delivered_after_the_beat_was_refused_is_still_adopted() ->
     heartbeat.release(message)
     assert heartbeat.in_hand == 0
     assert not heartbeat.adopt(ReceivedMessage("m1", "newer", "body", 3))
+
+
+async def test_releasing_an_old_delivery_leaves_a_new_one_watched() -> None:
+    """A requeued message can come back to this worker before its first handling has
+    finished: that handling's release is of its own delivery, not of the new one."""
+    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=10)
+    first = ReceivedMessage("m1", "receipt-1", "body", 1)
+    heartbeat.hold(first)
+    heartbeat.release(first)  # requeued: out of hand at once
+    second = ReceivedMessage("m1", "receipt-2", "body", 2)
+    heartbeat.hold(second)  # delivered again, handled in a lane of its own
+    heartbeat.release(first)  # the first handling ends
+    assert heartbeat.in_hand == 1
+    assert heartbeat.adopt(ReceivedMessage("m1", "receipt-3", "body", 3))
+    assert second.receipt_handle == "receipt-3"
+
+
+async def test_a_beat_answering_for_an_old_delivery_leaves_the_new_one_watched() -> None:
+    """A beat extends the first delivery; meanwhile it is released and a new delivery is
+    held. The beat's answer must not put the old delivery back in the watch."""
+    queue = SlowQueue()
+    queue.latest = "receipt-1"
+    heartbeat = VisibilityHeartbeat(queue, visibility_timeout=10)
+    first = ReceivedMessage("m1", "receipt-1", "body", 1)
+    heartbeat.hold(first, received_at=0.0)
+    beat = asyncio.create_task(heartbeat.beat())
+    await asyncio.sleep(0.01)  # the extension is under way
+    heartbeat.release(first)
+    second = ReceivedMessage("m1", "receipt-2", "body", 2)
+    heartbeat.hold(second)
+    queue.go.set()
+    await beat
+    assert heartbeat.adopt(ReceivedMessage("m1", "receipt-3", "body", 3))
+    assert second.receipt_handle == "receipt-3"  # the new delivery took the copy
+
+
+async def test_a_message_settled_moments_ago_is_known_for_a_visibility_timeout() -> None:
+    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=10)
+    message = ReceivedMessage("m1", "receipt-1", "body", 1)
+    heartbeat.hold(message)
+    copy = ReceivedMessage("m1", "receipt-2", "body", 2)
+    assert not heartbeat.settled_recently(copy)  # in hand: adopted, not this
+    with heartbeat.settling(message):
+        pass
+    assert not heartbeat.adopt(copy)
+    assert heartbeat.settled_recently(copy)
+    assert not heartbeat.settled_recently(ReceivedMessage("m2", "receipt-1", "body", 1))

@@ -139,6 +139,7 @@ class Consumer:
         self._polling = 0
         self._slots = Slots(settings.max_in_flight)
         self._lanes: dict[asyncio.Task[None], Lane] = {}
+        self._copy_deletes: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._empty_polls = 0
         self._wait_seconds = settings.wait_time_seconds
@@ -165,6 +166,7 @@ class Consumer:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
         await asyncio.gather(self._finish_receivers(receivers), self._drain())
+        await asyncio.gather(*self._copy_deletes, return_exceptions=True)
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         for task in done:
@@ -231,20 +233,40 @@ class Consumer:
         message in hand takes the copy's receipt (the one SQS now honours) and settles it."""
         fresh: dict[str, ReceivedMessage] = {}
         for message in messages:
+            action = "the message in hand takes this delivery's receipt; not handled twice"
             if (first := fresh.get(message.message_id)) is not None:
                 first.receipt_handle = message.receipt_handle
                 first.receive_count = max(first.receive_count, message.receive_count)
-            elif not self._heartbeat.adopt(message):
+            elif self._heartbeat.adopt(message):
+                pass
+            elif self._heartbeat.settled_recently(message):
+                action = "settled here moments ago: this delivery is deleted, not handled again"
+                self._delete_copy(message)
+            else:
                 fresh[message.message_id] = message
                 continue
             log.info(
                 "copy_in_hand",
                 message_id=message.message_id,
                 receive_count=message.receive_count,
-                action="the message in hand takes this delivery's receipt; not handled twice",
+                action=action,
             )
             self._tally.count(Outcome.COPY_IN_HAND)
         return list(fresh.values()) if len(fresh) < len(messages) else messages
+
+    def _delete_copy(self, copy: ReceivedMessage) -> None:
+        task = asyncio.create_task(self._settle_copy(copy), name=f"copy-{copy.message_id}")
+        self._copy_deletes.add(task)
+        task.add_done_callback(self._copy_deletes.discard)
+
+    async def _settle_copy(self, copy: ReceivedMessage) -> None:
+        try:
+            await self._queue.delete(copy)
+        except Exception as error:
+            # It comes back after its visibility; within a timeout of the settling it is
+            # deleted then, later it is handled again (the same event_id).
+            self._tally.call_failures[Component.SOURCE_QUEUE.value] += 1
+            log.warning("delete_failed", message_id=copy.message_id, error=describe(error))
 
     def _join_open_lanes(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """FIFO: a group delivered again while its lane is open (its visibility ran out)
@@ -276,7 +298,7 @@ class Consumer:
         started = sum(
             1
             for lane in self._lanes.values()
-            if (current := lane.current) is not None and current.message_id in self._handler.started
+            if (current := lane.current) is not None and current in self._handler.started
         )
         parts = []
         if started:
@@ -422,10 +444,9 @@ class Consumer:
     def _in_progress(self, lane: Lane) -> bool:
         current = lane.current
         return current is not None and (
-            current.message_id in self._handler.started
-            or current.message_id in self._handler.finishing
+            current in self._handler.started or current in self._handler.finishing
         )
 
     def _finishing(self, lane: Lane | None) -> bool:
         current = lane.current if lane is not None else None
-        return current is not None and current.message_id in self._handler.finishing
+        return current is not None and current in self._handler.finishing

@@ -279,7 +279,8 @@ class FaultHold:
             return  # a newer fault of the same component: not this one's to clear
         del self._faults[fault.component]
         del self._probing[fault.component]
-        log.info(
+        log_outside_message(
+            log.info,
             "fault_cleared",
             component=fault.component.value,
             after_seconds=round(time.monotonic() - fault.since, 1),

@@ -40,7 +40,7 @@ from worker.core.events import (
     token_sha256,
 )
 from worker.core.fault_hold import FaultHold
-from worker.core.faults import classify_aws_error, describe
+from worker.core.faults import classify_aws_error, describe, describe_with_code
 from worker.core.flow_control import Pacer
 from worker.core.heartbeat import VisibilityHeartbeat
 from worker.core.idempotency import Claim, ClaimResult
@@ -61,6 +61,11 @@ T = TypeVar("T")
 # a second later guards against a one-off answer, and each try costs a call of the quota.
 DISABLED_API_TRIES: Final = 2
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
+# Stopping, the fault hold no longer waits for SQS; the delete after a publish or a DLQ
+# send still gets a few tries of its own, or the message would come back and be
+# published again.
+SHUTDOWN_DELETE_TRIES: Final = 3
+SHUTDOWN_DELETE_PAUSE_SECONDS: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,10 @@ class MessageHandler:
         self.tally = parts.tally
         # Messages past the pacer: those are "started" and get the grace period on
         # shutdown; the others are handed straight back.
-        self.started: set[str] = set()
+        self.started: set[ReceivedMessage] = set()
         # Messages whose outcome is being made durable (publish or DLQ send, then the
         # delete): shutdown never cuts those, or a published token would come back.
-        self.finishing: set[str] = set()
+        self.finishing: set[ReceivedMessage] = set()
 
     async def handle(self, message: ReceivedMessage) -> Outcome:
         with (
@@ -140,8 +145,8 @@ class MessageHandler:
                 outcome = await self._handle_in_hand(work)
             finally:
                 self._parts.heartbeat.release(message)
-                self.started.discard(message.message_id)
-                self.finishing.discard(message.message_id)
+                self.started.discard(message)
+                self.finishing.discard(message)
                 structlog.contextvars.unbind_contextvars("token")  # a lane's next message
             self.tally.message_done(time.monotonic() - work.picked_up)
             span.set_attribute("regworker.outcome", outcome.value)
@@ -162,7 +167,7 @@ class MessageHandler:
         try:
             request = self._parse(work)
             await self._parts.pacer.acquire()
-            self.started.add(work.message.message_id)
+            self.started.add(work.message)
             claim = await self._claim(work, request)
             if claim.status is not Claim.CLAIMED:
                 return await self._not_claimed(work, claim)
@@ -313,7 +318,7 @@ class MessageHandler:
         self, work: Work, request: RegistrationRequest, customer: ResolvedCustomer
     ) -> Outcome:
         event = customer_registered(request, customer)
-        self.finishing.add(work.message.message_id)
+        self.finishing.add(work.message)
         try:
             with tracer.start_as_current_span("publish", kind=SpanKind.PRODUCER):
                 publish = self._parts.publisher.publish
@@ -322,7 +327,7 @@ class MessageHandler:
             raise
         except Exception as error:  # refused for itself while the sink works for others
             log.warning("publish_failed", error=describe(error), event_id=event["event_id"])
-            self.finishing.discard(work.message.message_id)
+            self.finishing.discard(work.message)
             await self._release(work)
             return await self._retry_later(work, TransientError(describe(error)))
         publish_ms = _ms_since(work.picked_up)
@@ -357,7 +362,7 @@ class MessageHandler:
         request = work.request
         digest = token_sha256(request.token) if request else None
         letter = DeadLetter(work.message, rejection.reason, rejection.detail, digest)
-        self.finishing.add(work.message.message_id)
+        self.finishing.add(work.message)
         try:
             with tracer.start_as_current_span("dead_letter", kind=SpanKind.PRODUCER):
                 send = self._parts.dead_letters.send
@@ -416,11 +421,19 @@ class MessageHandler:
                         # Published but not deleted: it comes back and is published
                         # again with the same event_id (or dropped as a duplicate with
                         # the idempotency table).
-                        log.warning("delete_failed", error=describe(error))
+                        cause = error.__cause__ if isinstance(error, Interrupted) else None
+                        log.warning("delete_failed", error=describe_with_code(cause or error))
 
     async def _delete_delivery(self, delivery: ReceivedMessage) -> None:
         queue = self._parts.queue
-        await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
+        for tries_left in reversed(range(SHUTDOWN_DELETE_TRIES)):
+            try:
+                await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
+                return
+            except Interrupted:
+                if not tries_left:
+                    raise
+                await asyncio.sleep(SHUTDOWN_DELETE_PAUSE_SECONDS)
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         # Out of hand at once: a delivery after this change (at once, for 0 s) is the

@@ -4,14 +4,17 @@ Every few seconds, the visibility of each held message that is past half its tim
 extended, all of them together through ``ChangeMessageVisibilityBatch``, so a slow
 message (retries, a slow publish) is never handed to a second consumer. A receipt
 handle that has already expired is no longer extended, never raised; its message stays
-in hand, so a new delivery of it is adopted (``adopt``), not handled twice.
+in hand, so a new delivery of it is adopted (``adopt``), not handled twice. A new
+delivery of a message settled here moments ago is recognised too (``settled_recently``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import structlog
@@ -41,6 +44,10 @@ class VisibilityHeartbeat:
         self._settling: dict[str, ReceivedMessage] = {}
         # In hand, its receipt refused by a beat (it ran out): no longer extended.
         self._lapsed: dict[str, ReceivedMessage] = {}
+        # Settled here, until when a new delivery of it is still a copy: a delete sent
+        # with a receipt SQS had just replaced succeeds but deletes nothing, and the
+        # receive that took the new delivery may answer just after the delete.
+        self._settled: OrderedDict[str, float] = OrderedDict()
         self.extensions = 0
 
     def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
@@ -76,6 +83,20 @@ class VisibilityHeartbeat:
             yield
         finally:
             self._settling.pop(message.message_id, None)
+            self._note_settled(message.message_id)
+
+    def settled_recently(self, copy: ReceivedMessage) -> bool:
+        """``copy`` is a new delivery of a message settled here within a visibility
+        timeout: delete it, do not handle it again."""
+        return self._settled.get(copy.message_id, -math.inf) > time.monotonic()
+
+    def _note_settled(self, message_id: str) -> None:
+        now = time.monotonic()
+        self._settled[message_id] = now + self._timeout
+        self._settled.move_to_end(message_id)
+        # Their order is their expiry's (one timeout for all): forget from the front.
+        while self._settled and next(iter(self._settled.values())) <= now:
+            self._settled.popitem(last=False)
 
     @property
     def in_hand(self) -> int:
@@ -83,8 +104,12 @@ class VisibilityHeartbeat:
         return len(self._held) + len(self._lapsed)
 
     def release(self, message: ReceivedMessage) -> None:
-        self._held.pop(message.message_id, None)
-        self._lapsed.pop(message.message_id, None)
+        """Stop watching this delivery (not a later one of the same message)."""
+        held = self._held.get(message.message_id)
+        if held is not None and held[0] is message:
+            del self._held[message.message_id]
+        if self._lapsed.get(message.message_id) is message:
+            del self._lapsed[message.message_id]
 
     async def run(self) -> None:
         """Beat until cancelled."""
@@ -107,7 +132,8 @@ class VisibilityHeartbeat:
         )
         renewed_until = time.monotonic() + self._timeout
         for message, receipt, result in zip(due, receipts, results, strict=True):
-            if message.message_id not in self._held or message.receipt_handle != receipt:
+            held = self._held.get(message.message_id)
+            if held is None or held[0] is not message or message.receipt_handle != receipt:
                 continue  # settled meanwhile, or delivered again (its clock restarted)
             if isinstance(result, BatchEntryError) and result.code in GONE:
                 # The receipt handle is no longer valid (expired, or the message was

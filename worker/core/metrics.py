@@ -97,7 +97,7 @@ class WorkerCollector(Collector):
                 "regworker_messages_settled",
                 "Messages handled, by outcome: published, dead_lettered, duplicate (gone"
                 " from the queue); requeued, kept (still on it); copy_in_hand (delivered"
-                " again while in hand, not handled twice).",
+                " again while in hand or just after it was settled, not handled twice).",
                 labels=["outcome"],
             ),
             tally.outcomes,

@@ -19,7 +19,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # already published (idempotency table): dropped
     REQUEUED = "requeued"  # back on the queue with a longer visibility
     KEPT = "kept"  # not the message's fault: left on the queue
-    COPY_IN_HAND = "copy_in_hand"  # delivered again while in hand: the one in hand settles it
+    COPY_IN_HAND = "copy_in_hand"  # delivered again while in hand or just settled: not handled
 
     @property
     def settled(self) -> bool:
