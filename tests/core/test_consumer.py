@@ -32,7 +32,7 @@ from structlog.testing import capture_logs
 from tests.core.fakes import FakeClaimStore, FakeQueue, Record
 from tests.core.rig import Rig, eventually, fake_settings
 from tests.support import stop_after, tag
-from worker.aws.sqs_wire import ReceivedMessage
+from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
 from worker.core.consumer import ReceiveLoopDied, Slots
 from worker.core.errors import TransientError
 from worker.core.events import event_id_for
@@ -334,6 +334,25 @@ async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stoppin
     assert rig.queue.left() == []
 
 
+async def test_a_delete_refused_for_its_receipt_at_shutdown_is_not_tried_again() -> None:
+    rig = Rig.build()
+    token = f"published-{tag()}"
+    rig.resolver.knows(token)
+    rig.queue.send(token)
+    rig.publisher.delay = 0.3
+    gone = BatchEntryError("ReceiptHandleIsInvalid", "not the current receipt", True)
+    rig.queue.delete_trouble.refuse = gone
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await rig.publisher.sending.wait()
+    stop.set()
+    with capture_logs() as logs:
+        await asyncio.wait_for(running, 10)
+    assert rig.queue.delete_trouble.calls == 1
+    [failed] = [entry for entry in logs if entry["event"] == "delete_failed"]
+    assert failed["error"] == "ReceiptHandleIsInvalid: not the current receipt"
+
+
 class LateAnswerQueue(FakeQueue):
     """SQS as documented: a delete with a receipt that is no longer the latest succeeds
     but deletes nothing. ``stall``: the next receive takes its messages at once, but its
@@ -343,8 +362,14 @@ class LateAnswerQueue(FakeQueue):
         super().__init__()
         self.stall = False
         self.answer = asyncio.Event()
+        self.slow_deletes: asyncio.Event | None = None  # deletes wait for it when set
+        self.deleting = asyncio.Event()
 
     async def delete(self, message: ReceivedMessage) -> None:
+        self.delete_trouble.call()
+        if self.slow_deletes is not None:
+            self.deleting.set()
+            await self.slow_deletes.wait()
         stored = self.stored[message.message_id]
         if stored.receipt_handle == message.receipt_handle:
             stored.deleted = True
@@ -363,11 +388,12 @@ class LateAnswerQueue(FakeQueue):
             await asyncio.sleep(0.005)
 
 
-async def test_a_copy_answered_just_after_the_delete_is_deleted_not_published_again() -> None:
+async def settled_then_copy_answered(
+    queue: LateAnswerQueue, *, copy_delete_fails: bool = False
+) -> tuple[Rig, asyncio.Event, asyncio.Task[Tally]]:
     """The visibility of a message in hand ran out; a receive took it again (receipt 2)
-    before the delete with receipt 1 arrived, so that delete deleted nothing, and the
-    receive's answer comes just after the delete's: the copy is deleted, not handled."""
-    queue = LateAnswerQueue()
+    before the delete with receipt 1 arrived, so that delete deleted nothing. Returns
+    once the message is settled, as the receive's answer (the copy) is let through."""
     rig = Rig.build(queue=queue)
     token = f"late-copy-{tag()}"
     rig.resolver.knows(token)
@@ -380,12 +406,46 @@ async def test_a_copy_answered_just_after_the_delete_is_deleted_not_published_ag
     queue.time_passes()  # its visibility ran out while in hand
     await eventually(lambda: queue.stored[message_id].receive_count == 2)
     await eventually(lambda: rig.handler.tally.outcomes["published"] == 1)  # settled
+    if copy_delete_fails:
+        queue.delete_trouble.refuse_next = [server_error("DeleteMessageBatch")]
     queue.answer.set()  # the receive's answer arrives after the delete's
+    return rig, stop, running
+
+
+async def test_a_copy_answered_just_after_the_delete_is_deleted_not_published_again() -> None:
+    queue = LateAnswerQueue()
+    rig, stop, running = await settled_then_copy_answered(queue)
     await eventually(lambda: queue.left() == [])
     stop.set()
     tally = await running
     assert len(rig.publisher.events) == 1
     assert tally.outcomes == {"published": 1, "copy_in_hand": 1}
+
+
+async def test_a_copy_whose_delete_failed_is_deleted_when_it_comes_again() -> None:
+    queue = LateAnswerQueue()
+    with capture_logs() as logs:
+        rig, stop, running = await settled_then_copy_answered(queue, copy_delete_fails=True)
+        await eventually(lambda: "delete_failed" in [entry["event"] for entry in logs])
+    queue.time_passes()  # the copy comes back after its visibility timeout
+    await eventually(lambda: queue.left() == [])
+    stop.set()
+    tally = await running
+    assert len(rig.publisher.events) == 1
+    assert tally.outcomes == {"published": 1, "copy_in_hand": 2}
+    [failed] = [entry for entry in logs if entry["event"] == "delete_failed"]
+    assert failed["error"] == "InternalError: try again"
+
+
+async def test_a_copys_delete_under_way_at_shutdown_is_finished() -> None:
+    queue = LateAnswerQueue()
+    _, stop, running = await settled_then_copy_answered(queue)
+    queue.slow_deletes = asyncio.Event()
+    await queue.deleting.wait()  # the copy's delete
+    stop.set()
+    asyncio.get_running_loop().call_later(0.3, queue.slow_deletes.set)
+    await running
+    assert queue.left() == []
 
 
 async def test_a_receive_waits_for_a_batch_of_free_slots_while_others_are_busy() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from worker.aws.sqs import SourceQueue
 from worker.aws.sqs_wire import BatchEntryError, ReceivedMessage
+from worker.core import heartbeat as heartbeat_module
 from worker.core.heartbeat import VisibilityHeartbeat
 
 
@@ -142,14 +145,46 @@ async def test_a_beat_answering_for_an_old_delivery_leaves_the_new_one_watched()
     assert second.receipt_handle == "receipt-3"  # the new delivery took the copy
 
 
-async def test_a_message_settled_moments_ago_is_known_for_a_visibility_timeout() -> None:
-    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=10)
-    message = ReceivedMessage("m1", "receipt-1", "body", 1)
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settle(heartbeat: VisibilityHeartbeat, message_id: str) -> None:
+    message = ReceivedMessage(message_id, "receipt-1", "body", 1)
     heartbeat.hold(message)
-    copy = ReceivedMessage("m1", "receipt-2", "body", 2)
-    assert not heartbeat.settled_recently(copy)  # in hand: adopted, not this
     with heartbeat.settling(message):
         pass
-    assert not heartbeat.adopt(copy)
+
+
+async def test_a_message_settled_moments_ago_is_known_for_two_visibility_timeouts() -> None:
+    """A copy answered just after the delete comes within a long poll; a copy whose own
+    delete failed comes back a visibility timeout after it was received."""
+    clock = Clock()
+    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=10, clock=clock)
+    copy = ReceivedMessage("m1", "receipt-2", "body", 2)
+    assert not heartbeat.settled_recently(copy)
+    settle(heartbeat, "m1")
+    assert not heartbeat.adopt(copy)  # no longer in hand
+    clock.now += 19
     assert heartbeat.settled_recently(copy)
     assert not heartbeat.settled_recently(ReceivedMessage("m2", "receipt-1", "body", 1))
+    heartbeat.note_settled("m1")  # the copy's delete failed: remembered from now
+    clock.now += 19
+    assert heartbeat.settled_recently(copy)
+    clock.now += 2
+    assert not heartbeat.settled_recently(copy)
+
+
+async def test_the_memory_of_settled_messages_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A visibility timeout of hours must not keep hours of message ids: the latest
+    SETTLED_MEMORY are kept, and the expired ones are forgotten as others settle."""
+    monkeypatch.setattr(heartbeat_module, "SETTLED_MEMORY", 3)
+    clock = Clock()
+    heartbeat = VisibilityHeartbeat(ScriptedQueue([]), visibility_timeout=43_200, clock=clock)
+    for n in range(5):
+        settle(heartbeat, f"m{n}")
+    known = [heartbeat.settled_recently(ReceivedMessage(f"m{n}", "r", "b", 2)) for n in range(5)]
+    assert known == [False, False, True, True, True]

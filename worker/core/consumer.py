@@ -24,7 +24,7 @@ import structlog
 from worker.aws.sqs_wire import MAX_BATCH, ReceivedMessage
 from worker.core.errors import ConfigurationFault, RegworkerError
 from worker.core.fault_hold import FaultHold
-from worker.core.faults import classify_aws_error, describe
+from worker.core.faults import classify_aws_error, describe, describe_with_code
 from worker.core.flow_control import Pacer
 from worker.core.handler import MessageHandler
 from worker.core.health import Health
@@ -263,10 +263,13 @@ class Consumer:
         try:
             await self._queue.delete(copy)
         except Exception as error:
-            # It comes back after its visibility; within a timeout of the settling it is
-            # deleted then, later it is handled again (the same event_id).
+            # It comes back after its visibility timeout: remembered from now, it is
+            # still known then, and deleted again.
+            self._heartbeat.note_settled(copy.message_id)
             self._tally.call_failures[Component.SOURCE_QUEUE.value] += 1
-            log.warning("delete_failed", message_id=copy.message_id, error=describe(error))
+            log.warning(
+                "delete_failed", message_id=copy.message_id, error=describe_with_code(error)
+            )
 
     def _join_open_lanes(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """FIFO: a group delivered again while its lane is open (its visibility ran out)

@@ -430,9 +430,10 @@ class MessageHandler:
             try:
                 await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
                 return
-            except Interrupted:
-                if not tries_left:
-                    raise
+            except Interrupted as stopped:
+                cause = stopped.__cause__
+                if not tries_left or (cause is not None and may_be_its_own(cause)):
+                    raise  # a receipt refused is refused again
                 await asyncio.sleep(SHUTDOWN_DELETE_PAUSE_SECONDS)
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:

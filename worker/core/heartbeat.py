@@ -15,7 +15,8 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Final
 
 import structlog
 
@@ -36,26 +37,38 @@ GONE = frozenset(
 )
 
 
+# About 10 MB; at 200 messages/s, 8 minutes of them.
+SETTLED_MEMORY: Final = 100_000
+
+
 class VisibilityHeartbeat:
-    def __init__(self, queue: MessageQueue, visibility_timeout: int) -> None:
+    def __init__(
+        self,
+        queue: MessageQueue,
+        visibility_timeout: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queue = queue
         self._timeout = visibility_timeout
+        self._clock = clock
         self._held: dict[str, tuple[ReceivedMessage, float]] = {}
         self._settling: dict[str, ReceivedMessage] = {}
         # In hand, its receipt refused by a beat (it ran out): no longer extended.
         self._lapsed: dict[str, ReceivedMessage] = {}
         # Settled here, until when a new delivery of it is still a copy: a delete sent
         # with a receipt SQS had just replaced succeeds but deletes nothing, and the
-        # receive that took the new delivery may answer just after the delete.
+        # receive that took the new delivery may answer just after the delete; a copy
+        # whose own delete failed comes back a visibility timeout later. Two timeouts,
+        # at most SETTLED_MEMORY messages (the latest).
         self._settled: OrderedDict[str, float] = OrderedDict()
         self.extensions = 0
 
     def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
-        """Watch ``message`` from ``received_at`` (a ``time.monotonic()`` reading, now by
+        """Watch ``message`` from ``received_at`` (a ``clock()`` reading, now by
         default), when its visibility timeout began. A message already watched keeps
         its own clock: holding it again must not pretend it has a full timeout left."""
         if message.message_id not in self._held:
-            start = time.monotonic() if received_at is None else received_at
+            start = self._clock() if received_at is None else received_at
             self._held[message.message_id] = (message, start + self._timeout)
 
     def adopt(self, copy: ReceivedMessage) -> bool:
@@ -70,7 +83,7 @@ class VisibilityHeartbeat:
         message.receipt_handle = copy.receipt_handle
         message.receive_count = max(message.receive_count, copy.receive_count)
         if held or lapsed:  # watched again from this receive
-            self._held[copy.message_id] = (message, time.monotonic() + self._timeout)
+            self._held[copy.message_id] = (message, self._clock() + self._timeout)
         return True
 
     @contextlib.contextmanager
@@ -83,19 +96,22 @@ class VisibilityHeartbeat:
             yield
         finally:
             self._settling.pop(message.message_id, None)
-            self._note_settled(message.message_id)
+            self.note_settled(message.message_id)
 
     def settled_recently(self, copy: ReceivedMessage) -> bool:
-        """``copy`` is a new delivery of a message settled here within a visibility
-        timeout: delete it, do not handle it again."""
-        return self._settled.get(copy.message_id, -math.inf) > time.monotonic()
+        """``copy`` is a new delivery of a message settled here moments ago: delete it,
+        do not handle it again."""
+        return self._settled.get(copy.message_id, -math.inf) > self._clock()
 
-    def _note_settled(self, message_id: str) -> None:
-        now = time.monotonic()
-        self._settled[message_id] = now + self._timeout
+    def note_settled(self, message_id: str) -> None:
+        """Remember ``message_id`` as settled here (again, from now)."""
+        now = self._clock()
+        self._settled[message_id] = now + 2 * self._timeout
         self._settled.move_to_end(message_id)
-        # Their order is their expiry's (one timeout for all): forget from the front.
-        while self._settled and next(iter(self._settled.values())) <= now:
+        # Their order is their expiry's (one window for all): forget from the front.
+        while self._settled and (
+            len(self._settled) > SETTLED_MEMORY or next(iter(self._settled.values())) <= now
+        ):
             self._settled.popitem(last=False)
 
     @property
@@ -119,7 +135,7 @@ class VisibilityHeartbeat:
             await self.beat()
 
     async def beat(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         due = [
             message for message, expires in self._held.values() if expires - now < self._timeout / 2
         ]
@@ -130,7 +146,7 @@ class VisibilityHeartbeat:
             *(self._queue.change_visibility(message, self._timeout) for message in due),
             return_exceptions=True,
         )
-        renewed_until = time.monotonic() + self._timeout
+        renewed_until = self._clock() + self._timeout
         for message, receipt, result in zip(due, receipts, results, strict=True):
             held = self._held.get(message.message_id)
             if held is None or held[0] is not message or message.receipt_handle != receipt:
