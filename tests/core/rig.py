@@ -4,6 +4,7 @@ it from AWS clients, and small helpers for driving it in-process."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,7 @@ class Rig:
         queue: FakeQueue | None = None,
         claims: FakeClaimStore | None = None,
         publisher: FakePublisher | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Rig:
         settings = settings or fake_settings()
         queue = queue or FakeQueue(fifo=settings.is_fifo)
@@ -83,7 +85,7 @@ class Rig:
         if claims is not None:
             probes[Component.IDEMPOTENCY_TABLE] = claims.probe
         hold = FaultHold(probes, max_wait=settings.fault_probe_max_seconds)
-        heartbeat = VisibilityHeartbeat(queue, settings.visibility_timeout_seconds)
+        heartbeat = VisibilityHeartbeat(queue, settings.visibility_timeout_seconds, clock)
         pacer = Pacer(
             FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
         )

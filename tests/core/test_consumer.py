@@ -334,6 +334,37 @@ async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stoppin
     assert rig.queue.left() == []
 
 
+class SlowFailingDeleteQueue(FakeQueue):
+    """Deletes fail after ``seconds`` (an SQS that answers 500s slowly)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.deletes = 0
+
+    async def delete(self, message: ReceivedMessage) -> None:
+        self.deletes += 1
+        await asyncio.sleep(self.seconds)
+        raise server_error("DeleteMessageBatch")
+
+
+async def test_a_slow_failing_delete_at_shutdown_is_not_tried_for_long() -> None:
+    """The tries of a delete at shutdown are for an SQS that fails fast: when each try
+    takes long, a new one would hold the stop past the deploy's stop timeout."""
+    queue = SlowFailingDeleteQueue(0.8)
+    rig = Rig.build(queue=queue)
+    token = f"published-{tag()}"
+    rig.resolver.knows(token)
+    queue.send(token)
+    rig.publisher.delay = 0.3
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await rig.publisher.sending.wait()
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert queue.deletes == 2
+
+
 async def test_a_delete_refused_for_its_receipt_at_shutdown_is_not_tried_again() -> None:
     rig = Rig.build()
     token = f"published-{tag()}"
@@ -388,13 +419,28 @@ class LateAnswerQueue(FakeQueue):
             await asyncio.sleep(0.005)
 
 
+class LaterClock:
+    """time.monotonic, ``ahead`` seconds later: the heartbeat's view of a long wait."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.ahead
+
+
 async def settled_then_copy_answered(
-    queue: LateAnswerQueue, *, copy_delete_fails: bool = False
+    queue: LateAnswerQueue,
+    *,
+    copy_delete_fails: bool = False,
+    clock: LaterClock | None = None,
+    answer_after: float = 0.0,
 ) -> tuple[Rig, asyncio.Event, asyncio.Task[Tally]]:
     """The visibility of a message in hand ran out; a receive took it again (receipt 2)
     before the delete with receipt 1 arrived, so that delete deleted nothing. Returns
     once the message is settled, as the receive's answer (the copy) is let through."""
-    rig = Rig.build(queue=queue)
+    clock = clock or LaterClock()
+    rig = Rig.build(queue=queue, clock=clock)
     token = f"late-copy-{tag()}"
     rig.resolver.knows(token)
     message_id = queue.send(token)
@@ -408,6 +454,7 @@ async def settled_then_copy_answered(
     await eventually(lambda: rig.handler.tally.outcomes["published"] == 1)  # settled
     if copy_delete_fails:
         queue.delete_trouble.refuse_next = [server_error("DeleteMessageBatch")]
+    clock.ahead += answer_after
     queue.answer.set()  # the receive's answer arrives after the delete's
     return rig, stop, running
 
@@ -435,6 +482,26 @@ async def test_a_copy_whose_delete_failed_is_deleted_when_it_comes_again() -> No
     assert tally.outcomes == {"published": 1, "copy_in_hand": 2}
     [failed] = [entry for entry in logs if entry["event"] == "delete_failed"]
     assert failed["error"] == "InternalError: try again"
+
+
+async def test_a_late_copy_whose_delete_failed_is_known_when_it_comes_again() -> None:
+    """The copy's receive answered 1.5 visibility timeouts after the settling and its
+    delete failed: it comes back a timeout later, past the settling's memory, and is
+    known because the failed delete renewed it."""
+    queue = LateAnswerQueue()
+    clock = LaterClock()
+    timeout = fake_settings().visibility_timeout_seconds
+    with capture_logs() as logs:
+        rig, stop, running = await settled_then_copy_answered(
+            queue, copy_delete_fails=True, clock=clock, answer_after=1.5 * timeout
+        )
+        await eventually(lambda: "delete_failed" in [entry["event"] for entry in logs])
+    clock.ahead += timeout
+    queue.time_passes()
+    await eventually(lambda: queue.left() == [])
+    stop.set()
+    await running
+    assert len(rig.publisher.events) == 1
 
 
 async def test_a_copys_delete_under_way_at_shutdown_is_finished() -> None:

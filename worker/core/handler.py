@@ -63,9 +63,11 @@ DISABLED_API_TRIES: Final = 2
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
 # Stopping, the fault hold no longer waits for SQS; the delete after a publish or a DLQ
 # send still gets a few tries of its own, or the message would come back and be
-# published again.
+# published again. Only while SQS fails fast: a new try starts within this long of the
+# first failure, so a slow failure does not hold the stop past the deploy's timeout.
 SHUTDOWN_DELETE_TRIES: Final = 3
 SHUTDOWN_DELETE_PAUSE_SECONDS: Final = 0.5
+SHUTDOWN_DELETE_SECONDS: Final = 1.5
 
 
 @dataclass(frozen=True)
@@ -426,13 +428,17 @@ class MessageHandler:
 
     async def _delete_delivery(self, delivery: ReceivedMessage) -> None:
         queue = self._parts.queue
+        first_failure: float | None = None
         for tries_left in reversed(range(SHUTDOWN_DELETE_TRIES)):
             try:
                 await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
                 return
             except Interrupted as stopped:
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                late = now + SHUTDOWN_DELETE_PAUSE_SECONDS - first_failure > SHUTDOWN_DELETE_SECONDS
                 cause = stopped.__cause__
-                if not tries_left or (cause is not None and may_be_its_own(cause)):
+                if not tries_left or late or (cause is not None and may_be_its_own(cause)):
                     raise  # a receipt refused is refused again
                 await asyncio.sleep(SHUTDOWN_DELETE_PAUSE_SECONDS)
 
