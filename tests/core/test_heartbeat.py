@@ -188,3 +188,17 @@ async def test_the_memory_of_settled_messages_is_bounded(monkeypatch: pytest.Mon
         settle(heartbeat, f"m{n}")
     known = [heartbeat.settled_recently(ReceivedMessage(f"m{n}", "r", "b", 2)) for n in range(5)]
     assert known == [False, False, True, True, True]
+
+
+async def test_a_lapsed_message_held_again_is_counted_once_and_not_extended() -> None:
+    """A FIFO follower whose receipt a beat found gone is held again when its turn comes
+    (the handler holds every message it starts): it stays lapsed, counted once."""
+    gone = BatchEntryError("ReceiptHandleIsInvalid", "gone", sender_fault=True)
+    queue = ScriptedQueue([gone])
+    heartbeat = VisibilityHeartbeat(queue, visibility_timeout=10)
+    message = ReceivedMessage("m1", "old", "body", 1)
+    heartbeat.hold(message, received_at=0.0)
+    await heartbeat.beat()
+    heartbeat.hold(message)
+    await heartbeat.beat()
+    assert (heartbeat.in_hand, queue.calls) == (1, 1)

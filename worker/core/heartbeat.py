@@ -66,8 +66,9 @@ class VisibilityHeartbeat:
     def hold(self, message: ReceivedMessage, received_at: float | None = None) -> None:
         """Watch ``message`` from ``received_at`` (a ``clock()`` reading, now by
         default), when its visibility timeout began. A message already watched keeps
-        its own clock: holding it again must not pretend it has a full timeout left."""
-        if message.message_id not in self._held:
+        its own clock: holding it again must not pretend it has a full timeout left;
+        nor is a lapsed one (its receipt gone) watched again."""
+        if message.message_id not in self._held and message.message_id not in self._lapsed:
             start = self._clock() if received_at is None else received_at
             self._held[message.message_id] = (message, start + self._timeout)
 
