@@ -334,6 +334,21 @@ async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stoppin
     assert rig.queue.left() == []
 
 
+async def test_a_fast_failing_delete_at_shutdown_gets_three_tries() -> None:
+    rig = Rig.build()
+    token = f"published-{tag()}"
+    rig.resolver.knows(token)
+    rig.queue.send(token)
+    rig.publisher.delay = 0.3
+    rig.queue.delete_trouble.refuse = server_error("DeleteMessageBatch")
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.run(stop))
+    await rig.publisher.sending.wait()
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert rig.queue.delete_trouble.calls == 3
+
+
 class SlowFailingDeleteQueue(FakeQueue):
     """Deletes fail after ``seconds`` (an SQS that answers 500s slowly)."""
 

@@ -63,11 +63,11 @@ DISABLED_API_TRIES: Final = 2
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's cap on a visibility timeout
 # Stopping, the fault hold no longer waits for SQS; the delete after a publish or a DLQ
 # send still gets a few tries of its own, or the message would come back and be
-# published again. Only while SQS fails fast: a new try starts within this long of the
-# first failure, so a slow failure does not hold the stop past the deploy's timeout.
-SHUTDOWN_DELETE_TRIES: Final = 3
+# published again. Only while SQS fails fast: no try starts more than this long after
+# the first failure (three at most, half a second apart), so a slow failure does not
+# hold the stop past the deploy's timeout.
 SHUTDOWN_DELETE_PAUSE_SECONDS: Final = 0.5
-SHUTDOWN_DELETE_SECONDS: Final = 1.5
+SHUTDOWN_DELETE_SECONDS: Final = 1.25
 
 
 @dataclass(frozen=True)
@@ -429,17 +429,19 @@ class MessageHandler:
     async def _delete_delivery(self, delivery: ReceivedMessage) -> None:
         queue = self._parts.queue
         first_failure: float | None = None
-        for tries_left in reversed(range(SHUTDOWN_DELETE_TRIES)):
+        while True:
             try:
                 await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
                 return
             except Interrupted as stopped:
                 now = time.monotonic()
-                first_failure = now if first_failure is None else first_failure
-                late = now + SHUTDOWN_DELETE_PAUSE_SECONDS - first_failure > SHUTDOWN_DELETE_SECONDS
+                first_failure = first_failure or now
+                next_try_after = now + SHUTDOWN_DELETE_PAUSE_SECONDS - first_failure
                 cause = stopped.__cause__
-                if not tries_left or late or (cause is not None and may_be_its_own(cause)):
-                    raise  # a receipt refused is refused again
+                if next_try_after > SHUTDOWN_DELETE_SECONDS or (
+                    cause is not None and may_be_its_own(cause)  # a refused receipt
+                ):
+                    raise
                 await asyncio.sleep(SHUTDOWN_DELETE_PAUSE_SECONDS)
 
     async def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import structlog
@@ -48,11 +49,7 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.JSO
     )
 
 
-class Emit(Protocol):
-    def __call__(self, event: str, **fields: Any) -> Any: ...
-
-
-def log_outside_message(emit: Emit, event: str, **fields: Any) -> None:
+def log_outside_message(emit: Callable[..., object], event: str, **fields: Any) -> None:
     """Log a component's event (a rate change, a fault and its recovery) without the
     message context it happens in: one message's id and token on it would say the event
     was that message's."""
