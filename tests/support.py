@@ -117,7 +117,7 @@ def make_settings(resources: Resources, **overrides: Any) -> Settings:
         "requeue_base_seconds": 1,
         "requeue_max_seconds": 2,
         "resolve_rate_limit": 200.0,
-        # Above the default 2/s, so a retry's turn comes within the short budget above;
+        # Above the default 4/s, so a retry's turn comes within the short budget above;
         # the ramp from the default start is tests/core/test_flow_control.py's and the bench's.
         "resolve_start_rate": 10.0,
         "publish_linger_seconds": 0.02,

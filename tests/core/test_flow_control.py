@@ -110,8 +110,9 @@ def test_an_isolated_throttle_costs_little_and_a_flood_costs_a_lot() -> None:
 
 
 def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
-    """While doubling, the rate can be twice what gets through: the window that ends slow
-    start may cut to half (TCP halves there); after it, a flood costs 30% a window."""
+    """A window of throttles alone says the quota is lower, not how much: the window
+    that ends slow start cuts to half (TCP halves there); after it, a flood costs 30%
+    a window."""
     clock = FakeClock()
     controller = FlowController(100, start_rate=10, clock=clock)
     clock.now += 1.0  # slow start: 20/s now
@@ -124,6 +125,25 @@ def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
     cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
     assert len(cuts) == 2
     assert cuts[0]["new"] == pytest.approx(0.5 * cuts[0]["old"], abs=0.02)
+    assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
+
+
+def test_leaving_slow_start_the_rate_falls_to_what_got_through_however_deep() -> None:
+    """Three in four calls throttled while growing (a fleet started together, four times
+    over the quota): the first cut goes to a margin below the quarter that got through,
+    not to half; the same share after slow start takes only 30%."""
+    clock = FakeClock()
+    controller = FlowController(100, start_rate=10, clock=clock)
+    clock.now += 1.0  # slow start: 17.5/s now (1.75 x the first window's rate)
+    with capture_logs() as logs:
+        answer(controller, clock, 40, throttled=30)
+        clock.now += 1.0
+        answer(controller, clock, 40, throttled=30)
+        clock.now += 0.6
+        answer(controller, clock, 1, throttled=1)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 2
+    assert cuts[0]["new"] <= 0.25 * cuts[0]["old"]
     assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
 
 
@@ -386,7 +406,7 @@ def test_three_controllers_share_a_small_quota_fairly_with_few_throttles() -> No
     rate: each gets a fair share, and in steady state fewer than one call in ten is
     throttled (the bench measures the same on the emulator)."""
     clock = FakeClock()
-    controllers = [FlowController(50, start_rate=2, clock=clock) for _ in range(3)]
+    controllers = [FlowController(50, start_rate=4, clock=clock) for _ in range(3)]
     sim = Simulation(controllers, clock, quota=5)
     sim.run(400, starts=[0.0, 0.4, 0.8])
     shares = [tally.successes_between(100, 400) for tally in sim.tallies]
@@ -403,7 +423,7 @@ def test_a_burst_of_throttled_tokens_does_not_collapse_a_batch() -> None:
     proven, so it climbs straight back and the batch drains within 1.5 x N / ceiling.
     (A burst in the first seconds, before any rate is proven, costs the slow probe.)"""
     clock = FakeClock()
-    controller = FlowController(20, start_rate=2, clock=clock)  # the defaults
+    controller = FlowController(20, start_rate=4, clock=clock)  # the defaults
     backlog = [0] * 300 + [2] * 20 + [0] * 100
     drained = Simulation([controller], clock).run(600, backlog=backlog)
     assert drained <= 1.5 * len(backlog) / 20

@@ -5,7 +5,7 @@ above it, so the worker paces its calls at a rate it learns, the way TCP learns 
 path's capacity:
 
 - **Start.** ``start_rate`` calls/s, doubling every second (slow start), at most
-  ``WINDOW_GROWTH`` a window, until the first throttle or the ceiling.
+  ``SLOW_START_GROWTH`` a window, until the first throttle or the ceiling.
 - **Decrease at most once per window.** A window gathers the answers to the calls sent
   since the last decrease; it is mature once it holds ``WINDOW_CALLS`` answers over at
   least half a second and a round trip. The first throttle of a mature window decreases the
@@ -39,17 +39,21 @@ path's capacity:
   the window with its retries the lower the rate went, and drive it to the floor. A
   window with fewer than ``MIN_FIRST_ATTEMPTS`` first attempts (every message in hand
   retrying) is judged by all its answers.
-- **Leaving slow start** below the ceiling, one window may halve the rate
-  (``SLOW_START_BETA``, as TCP does there): the rate was doubling, so it can be twice
-  what gets through.
+- **Leaving slow start** below the ceiling, the rate falls to what got through, less
+  the margin, however deep that is (DCTCP's reading of the throttled share): a fleet
+  started together overshoots the quota by as many times as it has workers, and each
+  worker's share of throttles says by how much. Only a window throttled almost
+  entirely (``INFORMATIVE_SHARE``), which says the quota is lower but not how much
+  lower, is bounded: it halves the rate (``SLOW_START_BETA``, as TCP does there).
 - **Ceiling and floor.** ``ceiling`` (``REGWORKER_RESOLVE_RATE_LIMIT``) is never
   exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
 
 Several workers sharing one account quota see about the same throttled share, so each
 cuts by the same factor, and each probes up by the same calls/s: their rates converge
 to a fair share, as AIMD's do. ``tests/flow_sim.py`` simulates it; the start rate's
-default (``REGWORKER_RESOLVE_START_RATE``, 2/s) keeps a fleet started together from
-overshooting a small quota many times over before the first window is judged.
+default (``REGWORKER_RESOLVE_START_RATE``, 4/s) keeps a fleet started together from
+overshooting a small quota many times over before the first window is judged, and
+the deep exit from slow start takes what overshoot there is back in one window.
 
 Why not botocore's adaptive mode (or aiobotocore's ``AsyncClientRateLimiter``) as is? It
 decreases on every throttled answer, so a burst of throttles within one round trip
@@ -86,10 +90,18 @@ MARGIN_GAIN: Final = 1.0
 MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
 SLOW_START_BETA: Final = 0.5
-# Slow start grows by this much a window too. Doubling (TCP's slow start) reached the
-# default ceiling in 5 s rather than 8.6 s, but three workers started together on a
-# small quota overshot it further before the first cut, and their steady-state throttles
-# rose (tests/flow_sim.py, 3 workers at 5/s, 40 seeds: 0.102 per success against 0.096).
+# Leaving slow start, a window with a smaller throttled share than this says how far
+# over the quota the rate was: the cut follows it however deep. A larger share says
+# only that the quota is lower: the cut is bounded by SLOW_START_BETA.
+INFORMATIVE_SHARE: Final = 0.9
+# Slow start grows by at most this much a window. Doubling (TCP's slow start) reached
+# the default ceiling sooner, but three workers started together on a small quota
+# overshot it further before the first cut, and their steady-state throttles rose
+# (tests/flow_sim.py, 3 workers at 5/s, 40 seeds, start 4/s: 0.103 per success against
+# 0.098 at 1.75; at 1.5 the mixed batch of bench/README.md drained 1.27 x N / ceiling
+# against 1.22 in the simulation).
+SLOW_START_GROWTH: Final = 1.75
+# Up to the last plateau, CUBIC's climb back grows by at most this much a window.
 WINDOW_GROWTH: Final = 1.5
 # Above the last plateau the rate probes by this many calls/s each second: the same
 # for every worker, so a larger share gains no faster than a smaller one (AIMD's fair
@@ -198,9 +210,9 @@ class FlowController:
         """Up to the plateau, CUBIC's concave climb, at most ``WINDOW_GROWTH`` a window;
         above it, the probe's slope."""
         window = self._window
-        climb = window.start_rate * WINDOW_GROWTH
         if self._cubic is None:
-            return climb
+            return window.start_rate * SLOW_START_GROWTH
+        climb = window.start_rate * WINDOW_GROWTH
         slope = PROBE_CALLS_PER_SECOND
         if now - self._last_decrease >= PROBE_FAST_AFTER_SECONDS:
             slope = max(slope, PROBE_GROWTH_PER_SECOND * window.start_rate)
@@ -275,7 +287,7 @@ class FlowController:
         share = window.throttled_share
         got_through = sent_rate * (1 - share)
         below = got_through * (1 - min(MAX_MARGIN, MARGIN_GAIN * share))
-        new = max(self._floor, below, sent_rate * self._beta(old))
+        new = max(self._floor, below, sent_rate * self._beta(old, share))
         # CUBIC's plateau (w_max) is the best guess of the quota: what got through. Its
         # curve starts at w_max * beta = new and climbs back with time. When even the
         # bounded cut stays above what got through, the curve starts flat at the new
@@ -319,11 +331,12 @@ class FlowController:
         self._proven, self._trusted = 0.0, False
         return 0.0
 
-    def _beta(self, rate: float) -> float:
+    def _beta(self, rate: float, share: float) -> float:
         """The deepest cut one window may make. Leaving slow start below the ceiling, the
-        rate was doubling: it may be twice what gets through (TCP halves there too)."""
+        rate was growing fast: no bound while the throttled share says how far over it
+        was, half (as TCP's) when nearly every call was throttled."""
         if self._slow_start_began is not None and rate < self.ceiling:
-            return SLOW_START_BETA
+            return 0.0 if share < INFORMATIVE_SHARE else SLOW_START_BETA
         return MIN_BETA
 
     def _note_growth(self) -> None:

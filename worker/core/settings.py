@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         " the account's quota below it.",
     )
     resolve_start_rate: float = Field(
-        2.0, gt=0, le=10_000, description="ResolveCustomer calls per second at start-up."
+        4.0, gt=0, le=10_000, description="ResolveCustomer calls per second at start-up."
     )
     resolve_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="Timeout of one ResolveCustomer call."
