@@ -101,8 +101,8 @@ chaos: venv localstack
 		--duration-limit 900 --json-out bench/results/chaos.json $(CHAOS_FLAGS)
 
 # The limit is a hang guard, about three times a normal drain: each replacement worker
-# starts at the default 4 calls/s and a kill comes every 4 s (drained in 58-113 s before
-# 2026-12-02, when the start rate was 2/s).
+# starts at the default 4 calls/s and a kill comes every 4 s (drained in 62 s at 47f8767;
+# 78 s at 72f2664, which started at 2/s).
 chaos-short: venv localstack
 	$(BIN)/python bench/chaos.py --tokens 300 --workers 3 --duration-limit 240 --kill-every 4 \
 		--json-out bench/results/chaos-short.json $(CHAOS_FLAGS)

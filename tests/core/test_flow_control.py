@@ -30,8 +30,9 @@ from worker.core.flow_control import (
 
 
 def controller_at(rate: float, clock: FakeClock, ceiling: float = 100.0) -> FlowController:
-    """A controller whose slow start is over at ``rate`` (one clean window at the ceiling
-    would keep growing: start where the test wants to be)."""
+    """A controller starting at ``rate`` (one clean window at the ceiling would keep
+    growing: start where the test wants to be). Its slow start is not over: its first
+    cut is slow start's (tests of later cuts cut once first)."""
     return FlowController(ceiling, start_rate=rate, clock=clock)
 
 
@@ -115,7 +116,7 @@ def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
     a window."""
     clock = FakeClock()
     controller = FlowController(100, start_rate=10, clock=clock)
-    clock.now += 1.0  # slow start: 20/s now
+    clock.now += 1.0  # slow start: 17.5/s now (1.75 x the first window's rate)
     with capture_logs() as logs:
         answer(controller, clock, 30, throttled=30)
         clock.now += 1.0
@@ -145,6 +146,35 @@ def test_leaving_slow_start_the_rate_falls_to_what_got_through_however_deep() ->
     assert len(cuts) == 2
     assert cuts[0]["new"] <= 0.25 * cuts[0]["old"]
     assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
+
+
+def test_leaving_slow_start_on_few_first_attempts_halves_at_most() -> None:
+    """Three of four throttled says little: the cut is bounded as for a window of
+    throttles, however few got through."""
+    clock = FakeClock()
+    controller = FlowController(100, start_rate=4, clock=clock)
+    with capture_logs() as logs:
+        answer(controller, clock, 3, throttled=3)
+        clock.now += 1.46  # the next answer comes past the window's longest span
+        answer(controller, clock, 1, throttled=0)
+    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    assert len(cuts) == 1
+    sent_rate = 4 / clock.now  # what the cut starts from: below the allowed rate
+    assert cuts[0]["new"] == pytest.approx(0.5 * sent_rate, abs=0.02)  # not 0.2 x
+
+
+def test_below_one_call_per_window_windows_still_mature_and_the_rate_recovers() -> None:
+    """Under 1 / 1.5 calls/s every gap between calls is longer than a window's longest
+    span: were a window restarted at each gap as after idle time, none would be judged
+    and the rate would stay at the floor for good."""
+    clock = FakeClock()
+    controller = controller_at(20, clock, ceiling=20)
+    for _ in range(200):  # a long flood: down to the floor
+        answer(controller, clock, WINDOW_CALLS, throttled=WINDOW_CALLS)
+        clock.now += 0.1
+    assert controller.rate < 1 / 1.5
+    Simulation([controller], clock).run(clock.now + 120, starts=[clock.now])
+    assert controller.rate >= 10
 
 
 def test_each_decrease_is_logged_with_old_new_and_why() -> None:

@@ -82,6 +82,19 @@ def worker_process(
     )
 
 
+def read_until_started(worker: subprocess.Popen[str]) -> str:
+    """The worker's stderr up to its ``worker_started`` line: a signal sent after a fixed
+    sleep reached a worker still importing on a loaded machine, before its handler was
+    installed. Raises if the worker exits first."""
+    assert worker.stderr is not None
+    lines = []
+    for line in worker.stderr:
+        lines.append(line)
+        if '"worker_started"' in line:
+            return "".join(lines)
+    raise AssertionError(f"the worker exited before it started:\n{''.join(lines)}")
+
+
 async def test_heartbeat_keeps_a_slow_message_invisible(
     sqs: SQSClient, aws_env: dict[str, str]
 ) -> None:
@@ -148,9 +161,11 @@ def test_sigterm_exits_zero_and_loses_nothing(
         REGWORKER_RESOLVE_RATE_LIMIT="3",
         REGWORKER_SHUTDOWN_GRACE_SECONDS="5",
     )
-    time.sleep(3.0)
+    head = read_until_started(worker)
+    time.sleep(1.5)  # messages in hand, some published
     worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=20)
+    _, rest = worker.communicate(timeout=20)
+    stderr = head + rest
     assert worker.returncode == 0, stderr
     assert "Traceback" not in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
@@ -306,12 +321,14 @@ def test_a_second_ctrl_c_stops_at_once_with_exit_130(
         REGWORKER_RESOLVE_TIMEOUT_SECONDS="10",
         REGWORKER_SHUTDOWN_GRACE_SECONDS="60",
     )
-    time.sleep(3.0)  # every message is in a 6 s ResolveCustomer call now
+    head = read_until_started(worker)
+    time.sleep(1.5)  # every message is in a 6 s ResolveCustomer call now
     worker.send_signal(signal.SIGINT)
     time.sleep(1.0)
     stopped_at = time.monotonic()
     worker.send_signal(signal.SIGINT)
-    _, stderr = worker.communicate(timeout=30)
+    _, rest = worker.communicate(timeout=30)
+    stderr = head + rest
     assert time.monotonic() - stopped_at < 10  # not the 60 s grace period
     assert worker.returncode == 130, stderr  # a forced exit is not a clean one
     assert "Traceback" not in stderr

@@ -41,19 +41,23 @@ path's capacity:
   retrying) is judged by all its answers.
 - **Leaving slow start** below the ceiling, the rate falls to what got through, less
   the margin, however deep that is (DCTCP's reading of the throttled share): a fleet
-  started together overshoots the quota by as many times as it has workers, and each
-  worker's share of throttles says by how much. Only a window throttled almost
-  entirely (``INFORMATIVE_SHARE``), which says the quota is lower but not how much
-  lower, is bounded: it halves the rate (``SLOW_START_BETA``, as TCP does there).
+  started together overshoots the quota about as many times as it has workers, and
+  each worker's share of throttles says by how much. A window that says little (fewer
+  than ``DEEP_EXIT_CALLS`` first attempts, or ``INFORMATIVE_SHARE`` of them throttled
+  or more: the quota is lower, but how much lower?) halves the rate instead
+  (``SLOW_START_BETA``, as TCP does there), and the next window judges again.
 - **Ceiling and floor.** ``ceiling`` (``REGWORKER_RESOLVE_RATE_LIMIT``) is never
-  exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery.
+  exceeded; ``FLOOR`` keeps a trickle of calls going to notice recovery: even below one
+  call per window's span a window is judged (``IDLE_TURNS``), so the rate climbs back.
 
 Several workers sharing one account quota see about the same throttled share, so each
 cuts by the same factor, and each probes up by the same calls/s: their rates converge
 to a fair share, as AIMD's do. ``tests/flow_sim.py`` simulates it; the start rate's
 default (``REGWORKER_RESOLVE_START_RATE``, 4/s) keeps a fleet started together from
 overshooting a small quota many times over before the first window is judged, and
-the deep exit from slow start takes what overshoot there is back in one window.
+the deep exit from slow start takes most of what overshoot there is back in one window
+(the quota's burst allowance, served in the first window, reads as having got through:
+the next window takes the rest).
 
 Why not botocore's adaptive mode (or aiobotocore's ``AsyncClientRateLimiter``) as is? It
 decreases on every throttled answer, so a burst of throttles within one round trip
@@ -89,17 +93,23 @@ WINDOW_MAX_SECONDS: Final = 1.5
 MARGIN_GAIN: Final = 1.0
 MAX_MARGIN: Final = 0.2
 MIN_BETA: Final = 0.7
+# Leaving slow start, a window of at least DEEP_EXIT_CALLS first attempts with less
+# than INFORMATIVE_SHARE of them throttled says how far over the quota the rate was:
+# the cut follows it however deep. A window of fewer first attempts, or of throttles
+# alone, says only that the quota is lower: the cut halves the rate (SLOW_START_BETA).
 SLOW_START_BETA: Final = 0.5
-# Leaving slow start, a window with a smaller throttled share than this says how far
-# over the quota the rate was: the cut follows it however deep. A larger share says
-# only that the quota is lower: the cut is bounded by SLOW_START_BETA.
 INFORMATIVE_SHARE: Final = 0.9
+DEEP_EXIT_CALLS: Final = 5
+# A window restarts after a quiet spell this many turns of the pacer long (and at
+# least WINDOW_MAX_SECONDS): below 1 / WINDOW_MAX_SECONDS calls/s every gap between
+# calls is longer than a window, and a restart on each would leave no window to judge.
+IDLE_TURNS: Final = 2.0
 # Slow start grows by at most this much a window. Doubling (TCP's slow start) reached
 # the default ceiling sooner, but three workers started together on a small quota
 # overshot it further before the first cut, and their steady-state throttles rose
-# (tests/flow_sim.py, 3 workers at 5/s, 40 seeds, start 4/s: 0.103 per success against
-# 0.098 at 1.75; at 1.5 the mixed batch of bench/README.md drained 1.27 x N / ceiling
-# against 1.22 in the simulation).
+# (tests/flow_sim.py, 3 workers at 5/s, start 4/s, 40 seeds, throttles per success from
+# 10% to 90% of 300 tokens as the bench counts them: 0.103 at 2 x, 0.098 at 1.75 x; at
+# 1.5 x the mixed batch of bench/README.md drained in 1.27 x N / ceiling, 1.22 at 1.75).
 SLOW_START_GROWTH: Final = 1.75
 # Up to the last plateau, CUBIC's climb back grows by at most this much a window.
 WINDOW_GROWTH: Final = 1.5
@@ -207,8 +217,9 @@ class FlowController:
         return max(self._floor, min(self.ceiling, rate, self._window_cap(now)))
 
     def _window_cap(self, now: float) -> float:
-        """Up to the plateau, CUBIC's concave climb, at most ``WINDOW_GROWTH`` a window;
-        above it, the probe's slope."""
+        """In slow start, ``SLOW_START_GROWTH`` a window. After it: up to the plateau,
+        CUBIC's concave climb, at most ``WINDOW_GROWTH`` a window; above it, the probe's
+        slope."""
         window = self._window
         if self._cubic is None:
             return window.start_rate * SLOW_START_GROWTH
@@ -223,7 +234,7 @@ class FlowController:
         """Count a call going out now; returns its send time, for ``on_answer``."""
         now = self._clock()
         window = self._window
-        if now - window.last_send > WINDOW_MAX_SECONDS:
+        if now - window.last_send > max(WINDOW_MAX_SECONDS, IDLE_TURNS / self.rate):
             # A window's clock runs while calls go out, not through idle time: after a
             # quiet spell it starts afresh, or its sent rate would be averaged over it.
             self._window = window = Window(start=now, start_rate=window.start_rate)
@@ -281,13 +292,14 @@ class FlowController:
     def _decrease(self, window: Window, now: float) -> None:
         # As botocore does, start from the rate actually sent at: below the allowed
         # rate when the worker had less work than that. A window that is all throttles
-        # says the quota is lower, not how much lower: hence the MIN_BETA bound.
+        # says the quota is lower, not how much lower: hence the bound on one window's
+        # cut (_beta).
         old = self.rate
         sent_rate = max(self._floor, min(old, window.sent / max(now - window.start, 1e-3)))
         share = window.throttled_share
         got_through = sent_rate * (1 - share)
         below = got_through * (1 - min(MAX_MARGIN, MARGIN_GAIN * share))
-        new = max(self._floor, below, sent_rate * self._beta(old, share))
+        new = max(self._floor, below, sent_rate * self._beta(old, window))
         # CUBIC's plateau (w_max) is the best guess of the quota: what got through. Its
         # curve starts at w_max * beta = new and climbs back with time. When even the
         # bounded cut stays above what got through, the curve starts flat at the new
@@ -331,12 +343,14 @@ class FlowController:
         self._proven, self._trusted = 0.0, False
         return 0.0
 
-    def _beta(self, rate: float, share: float) -> float:
+    def _beta(self, rate: float, window: Window) -> float:
         """The deepest cut one window may make. Leaving slow start below the ceiling, the
-        rate was growing fast: no bound while the throttled share says how far over it
-        was, half (as TCP's) when nearly every call was throttled."""
+        rate was growing fast: no bound while the window's first attempts say how far
+        over it was, half (as TCP's) when they are few or nearly all throttled."""
         if self._slow_start_began is not None and rate < self.ceiling:
-            return 0.0 if share < INFORMATIVE_SHARE else SLOW_START_BETA
+            share = window.throttled_share
+            informative = window.calls >= DEEP_EXIT_CALLS and share < INFORMATIVE_SHARE
+            return 0.0 if informative else SLOW_START_BETA
         return MIN_BETA
 
     def _note_growth(self) -> None:
