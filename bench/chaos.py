@@ -60,6 +60,7 @@ from worker.local.sandbox import (
     local_env,
     localstack_server,
     moto_server,
+    use_clean_environ,
 )
 from worker.ops.provision import Resources, provision
 
@@ -515,8 +516,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = Path(args.log_dir).resolve()
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
-    os.environ.clear()
-    os.environ.update(clean_environ())
+    use_clean_environ()
     with local_services(args) as endpoints:
         aws = aws_env(endpoints)
         os.environ.update(aws)

@@ -77,6 +77,7 @@ from worker.local.sandbox import (
     local_env,
     localstack_server,
     moto_server,
+    use_clean_environ,
 )
 from worker.ops.provision import Resources, provision
 
@@ -605,8 +606,7 @@ def open_bench(args: argparse.Namespace) -> Iterator[Bench]:
     log_dir = Path(args.log_dir).resolve()
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
-    os.environ.clear()
-    os.environ.update({**clean_environ(), **no_aws_files()})
+    use_clean_environ(**no_aws_files())
     with contextlib.ExitStack() as stack:
         say("starting LocalStack ...")
         localstack = stack.enter_context(localstack_server())

@@ -89,13 +89,13 @@ from worker.core.events import token_ref
 from worker.core.settings import Settings, Sink
 from worker.local.sandbox import (
     LocalService,
-    clean_environ,
     clear_emulator_fault,
     emulator_server,
     localstack_server,
     moto_server,
     set_emulator_fault,
     threaded_proxy,
+    use_clean_environ,
 )
 from worker.ops.provision import Resources, provision
 
@@ -540,9 +540,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, shared: Shared) -
     with contextlib.ExitStack() as stack:
         emulator = stack.enter_context(emulator_server(emulator_faults(args.fault_rate, args.seed)))
         aws = aws_env(Endpoints(shared.localstack, emulator, shared.dynamodb))
-        base = clean_environ()  # before clear(): PATH, HOME, PYTHONPATH stay for the workers
-        os.environ.clear()
-        os.environ.update({**base, **aws})  # the run's own clients: never cut
+        use_clean_environ(**aws)  # the run's own clients: never cut
         session = boto3.Session(region_name=REGION)
         name = f"outage-{scenario.name}-{args.seed}-{os.getpid()}"
         resources = provision(session, name, Sink.SNS, tap=True, idempotency_table=idempotency)
