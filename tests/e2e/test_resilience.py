@@ -85,7 +85,8 @@ def worker_process(
 def read_until_started(worker: subprocess.Popen[str]) -> str:
     """The worker's stderr up to its ``worker_started`` line: a signal sent after a fixed
     sleep reached a worker still importing on a loaded machine, before its handler was
-    installed. Raises if the worker exits first."""
+    installed. Raises if the worker exits first. Read the rest with ``read_rest``: the
+    stream has buffered more than these lines, which ``communicate()`` would skip."""
     assert worker.stderr is not None
     lines = []
     for line in worker.stderr:
@@ -93,6 +94,14 @@ def read_until_started(worker: subprocess.Popen[str]) -> str:
         if '"worker_started"' in line:
             return "".join(lines)
     raise AssertionError(f"the worker exited before it started:\n{''.join(lines)}")
+
+
+def read_rest(worker: subprocess.Popen[str], timeout: float) -> str:
+    """The rest of the worker's stderr, through the same buffered stream, once it exits."""
+    assert worker.stderr is not None
+    rest = worker.stderr.read()
+    worker.wait(timeout=timeout)
+    return rest
 
 
 async def test_heartbeat_keeps_a_slow_message_invisible(
@@ -164,8 +173,7 @@ def test_sigterm_exits_zero_and_loses_nothing(
     head = read_until_started(worker)
     time.sleep(1.5)  # messages in hand, some published
     worker.send_signal(signal.SIGTERM)
-    _, rest = worker.communicate(timeout=20)
-    stderr = head + rest
+    stderr = head + read_rest(worker, timeout=20)
     assert worker.returncode == 0, stderr
     assert "Traceback" not in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
@@ -327,8 +335,7 @@ def test_a_second_ctrl_c_stops_at_once_with_exit_130(
     time.sleep(1.0)
     stopped_at = time.monotonic()
     worker.send_signal(signal.SIGINT)
-    _, rest = worker.communicate(timeout=30)
-    stderr = head + rest
+    stderr = head + read_rest(worker, timeout=30)
     assert time.monotonic() - stopped_at < 10  # not the 60 s grace period
     assert worker.returncode == 130, stderr  # a forced exit is not a clean one
     assert "Traceback" not in stderr
