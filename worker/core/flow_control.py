@@ -234,7 +234,9 @@ class FlowController:
         """Count a call going out now; returns its send time, for ``on_answer``."""
         now = self._clock()
         window = self._window
-        if now - window.last_send > max(WINDOW_MAX_SECONDS, IDLE_TURNS / self.rate):
+        gap = now - window.last_send
+        # (The rate is read only past the shorter bound: on_send runs for every call.)
+        if gap > WINDOW_MAX_SECONDS and gap > IDLE_TURNS / self.rate:
             # A window's clock runs while calls go out, not through idle time: after a
             # quiet spell it starts afresh, or its sent rate would be averaged over it.
             self._window = window = Window(start=now, start_rate=window.start_rate)
