@@ -41,8 +41,8 @@ path's capacity:
   retrying) is judged by all its answers.
 - **Leaving slow start** below the ceiling, the rate falls to what got through, less
   the margin, however deep that is (DCTCP's reading of the throttled share): a fleet
-  started together overshoots the quota about as many times as it has workers, and
-  each worker's share of throttles says by how much. A window that says little (fewer
+  started together overshoots a small quota several times over, and each worker's
+  share of throttles says by how much. A window that says little (fewer
   than ``DEEP_EXIT_CALLS`` first attempts, or ``INFORMATIVE_SHARE`` of them throttled
   or more: the quota is lower, but how much lower?) halves the rate instead
   (``SLOW_START_BETA``, as TCP does there), and the next window judges again.
