@@ -318,11 +318,7 @@ async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stoppin
     """The delete after a publish fails once. Running, the fault hold retries it;
     stopping (SIGTERM during the publish), the hold no longer waits, but the delete
     still gets tries of its own: a published token left on the queue comes back."""
-    rig = Rig.build()
-    token = f"published-{tag()}"
-    rig.resolver.knows(token)
-    rig.queue.send(token)
-    rig.publisher.delay = 0.3
+    rig = publishing_one()
     rig.queue.delete_trouble.refuse_next = [server_error("DeleteMessageBatch")]
     stop = asyncio.Event()
     running = asyncio.create_task(rig.run(stop, until_empty=not stopping))
@@ -334,18 +330,30 @@ async def test_the_delete_after_a_publish_is_tried_again_at_shutdown_too(stoppin
     assert rig.queue.left() == []
 
 
-async def test_a_fast_failing_delete_at_shutdown_gets_three_tries() -> None:
-    rig = Rig.build()
+def publishing_one(queue: FakeQueue | None = None) -> Rig:
+    """A rig with one token on its queue whose publish takes 0.3 s."""
+    rig = Rig.build(queue=queue)
     token = f"published-{tag()}"
     rig.resolver.knows(token)
     rig.queue.send(token)
     rig.publisher.delay = 0.3
-    rig.queue.delete_trouble.refuse = server_error("DeleteMessageBatch")
+    return rig
+
+
+async def stop_during_the_publish(rig: Rig) -> None:
+    """Run ``rig``, stop it (as SIGTERM does) while its publish is under way, and wait
+    for the run to end."""
     stop = asyncio.Event()
     running = asyncio.create_task(rig.run(stop))
     await rig.publisher.sending.wait()
     stop.set()
     await asyncio.wait_for(running, 10)
+
+
+async def test_a_fast_failing_delete_at_shutdown_gets_three_tries() -> None:
+    rig = publishing_one()
+    rig.queue.delete_trouble.refuse = server_error("DeleteMessageBatch")
+    await stop_during_the_publish(rig)
     assert rig.queue.delete_trouble.calls == 3
 
 
@@ -367,33 +375,16 @@ async def test_a_slow_failing_delete_at_shutdown_is_not_tried_for_long() -> None
     """The tries of a delete at shutdown are for an SQS that fails fast: when each try
     takes long, a new one would hold the stop past the deploy's stop timeout."""
     queue = SlowFailingDeleteQueue(0.8)
-    rig = Rig.build(queue=queue)
-    token = f"published-{tag()}"
-    rig.resolver.knows(token)
-    queue.send(token)
-    rig.publisher.delay = 0.3
-    stop = asyncio.Event()
-    running = asyncio.create_task(rig.run(stop))
-    await rig.publisher.sending.wait()
-    stop.set()
-    await asyncio.wait_for(running, 10)
+    await stop_during_the_publish(publishing_one(queue))
     assert queue.deletes == 2
 
 
 async def test_a_delete_refused_for_its_receipt_at_shutdown_is_not_tried_again() -> None:
-    rig = Rig.build()
-    token = f"published-{tag()}"
-    rig.resolver.knows(token)
-    rig.queue.send(token)
-    rig.publisher.delay = 0.3
+    rig = publishing_one()
     gone = BatchEntryError("ReceiptHandleIsInvalid", "not the current receipt", True)
     rig.queue.delete_trouble.refuse = gone
-    stop = asyncio.Event()
-    running = asyncio.create_task(rig.run(stop))
-    await rig.publisher.sending.wait()
-    stop.set()
     with capture_logs() as logs:
-        await asyncio.wait_for(running, 10)
+        await stop_during_the_publish(rig)
     assert rig.queue.delete_trouble.calls == 1
     [failed] = [entry for entry in logs if entry["event"] == "delete_failed"]
     assert failed["error"] == "ReceiptHandleIsInvalid: not the current receipt"

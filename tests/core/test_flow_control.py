@@ -110,20 +110,26 @@ def test_an_isolated_throttle_costs_little_and_a_flood_costs_a_lot() -> None:
     assert flood["new"] <= 0.7 * flood["old"] + 0.01
 
 
-def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
-    """A window of throttles alone says the quota is lower, not how much: the window
-    that ends slow start cuts to half (TCP halves there); after it, a flood costs 30%
-    a window."""
+def cuts_leaving_slow_start(calls: int, throttled: int) -> list[MutableMapping[str, Any]]:
+    """The ``flow_rate`` cuts of a controller in slow start at 17.5/s given two windows
+    of ``calls`` answers, the first ``throttled`` of each throttled, and one more."""
     clock = FakeClock()
     controller = FlowController(100, start_rate=10, clock=clock)
     clock.now += 1.0  # slow start: 17.5/s now (1.75 x the first window's rate)
     with capture_logs() as logs:
-        answer(controller, clock, 30, throttled=30)
+        answer(controller, clock, calls, throttled=throttled)
         clock.now += 1.0
-        answer(controller, clock, 30, throttled=30)
+        answer(controller, clock, calls, throttled=throttled)
         clock.now += 0.6
         answer(controller, clock, 1, throttled=1)
-    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    return [entry for entry in logs if "throttled" in entry.get("why", "")]
+
+
+def test_leaving_slow_start_may_halve_later_cuts_only_take_30_percent() -> None:
+    """A window of throttles alone says the quota is lower, not how much: the window
+    that ends slow start cuts to half (TCP halves there); after it, a flood costs 30%
+    a window."""
+    cuts = cuts_leaving_slow_start(calls=30, throttled=30)
     assert len(cuts) == 2
     assert cuts[0]["new"] == pytest.approx(0.5 * cuts[0]["old"], abs=0.02)
     assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
@@ -133,16 +139,7 @@ def test_leaving_slow_start_the_rate_falls_to_what_got_through_however_deep() ->
     """Three in four calls throttled while growing (a fleet started together, four times
     over the quota): the first cut goes to a margin below the quarter that got through,
     not to half; the same share after slow start takes only 30%."""
-    clock = FakeClock()
-    controller = FlowController(100, start_rate=10, clock=clock)
-    clock.now += 1.0  # slow start: 17.5/s now (1.75 x the first window's rate)
-    with capture_logs() as logs:
-        answer(controller, clock, 40, throttled=30)
-        clock.now += 1.0
-        answer(controller, clock, 40, throttled=30)
-        clock.now += 0.6
-        answer(controller, clock, 1, throttled=1)
-    cuts = [entry for entry in logs if "throttled" in entry.get("why", "")]
+    cuts = cuts_leaving_slow_start(calls=40, throttled=30)
     assert len(cuts) == 2
     assert cuts[0]["new"] <= 0.25 * cuts[0]["old"]
     assert cuts[1]["new"] >= 0.7 * cuts[1]["old"] - 0.01
