@@ -274,7 +274,12 @@ async def every_outcome(sqs: SQSClient, resources: Resources) -> None:
     # to two concurrent receives) is settled twice; the checks by token below are exact.
     assert report.tally.outcomes["published"] >= len(good)
     assert report.tally.outcomes["dead_lettered"] >= len(bad)
-    assert report.tally.outcomes["requeued"] == resources.max_receives - 1
+    # The failing token is requeued until its receive count reaches the DLQ bound; a
+    # copy moto handed out beside it (counted copy_in_hand, not handled) takes a receive
+    # of its own, so there is one requeue fewer for each.
+    requeues = resources.max_receives - 1
+    copies = report.tally.outcomes["copy_in_hand"]
+    assert requeues - copies <= report.tally.outcomes["requeued"] <= requeues
     assert report.retries >= 4
 
     raw = [m["Body"] for m in drain(sqs, resources.tap_queue_url)]
