@@ -51,7 +51,7 @@ from worker.core.request import RegistrationRequest, parse_body
 from worker.core.resolver import ResolveThrottled
 from worker.core.settings import Settings
 from worker.core.tally import Outcome, Tally
-from worker.core.tracing import parent_context, tracer
+from worker.core.tracing import child_span, message_span
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -106,7 +106,8 @@ class Work:
     retries_in_hand: int = 0
     # The owner id of every claim try for this message, so a try whose answer was lost
     # (the claim written, the reply cut off) is found to be its own by the next try.
-    claim_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Made at the first claim: without the idempotency table there is none.
+    claim_id: str = ""
 
     @property
     def deliveries(self) -> int:
@@ -123,7 +124,8 @@ class MessageHandler:
         # shutdown; the others are handed straight back.
         self.started: set[ReceivedMessage] = set()
         # Messages whose outcome is being made durable (publish or DLQ send, then the
-        # delete): shutdown never cuts those, or a published token would come back.
+        # delete; a duplicate's delete): shutdown never cuts those, or a published token
+        # would come back. So these steps run unshielded (see ``shielded``).
         self.finishing: set[ReceivedMessage] = set()
 
     async def handle(self, message: ReceivedMessage) -> Outcome:
@@ -131,15 +133,7 @@ class MessageHandler:
             structlog.contextvars.bound_contextvars(
                 message_id=message.message_id, receive_count=message.receive_count
             ),
-            tracer.start_as_current_span(
-                "regworker.message",
-                context=parent_context(message),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "aws_sqs",
-                    "messaging.message.id": message.message_id,
-                },
-            ) as span,
+            message_span(message) as span,
         ):
             work = Work(message, time.monotonic())
             self._parts.heartbeat.hold(message)
@@ -196,7 +190,7 @@ class MessageHandler:
             return ClaimResult(Claim.CLAIMED)
         event_id = event_id_for(request.token)
         lease = self._settings.visibility_timeout_seconds
-        owner = work.claim_id
+        owner = work.claim_id = work.claim_id or uuid.uuid4().hex
         claim = await self._held(
             Component.IDEMPOTENCY_TABLE, lambda: store.claim(event_id, lease, owner)
         )
@@ -224,7 +218,7 @@ class MessageHandler:
             return
         work.claim_owner = ""
         try:
-            await finish(store.release(event_id_for(work.request.token), owner))
+            await shielded(store.release(event_id_for(work.request.token), owner))
         except Exception as error:  # the lease runs out by itself
             self.tally.call_failures[Component.IDEMPOTENCY_TABLE.value] += 1
             log.warning("idempotency_release_failed", error=describe(error))
@@ -247,7 +241,7 @@ class MessageHandler:
                 raise
 
         try:
-            with tracer.start_as_current_span("ResolveCustomer", kind=SpanKind.CLIENT):
+            with child_span("ResolveCustomer", SpanKind.CLIENT):
                 return await self._held(
                     Component.RESOLVE_CUSTOMER, call, on=(ConfigurationFault, TransientError)
                 )
@@ -322,9 +316,9 @@ class MessageHandler:
         event = customer_registered(request, customer)
         self.finishing.add(work.message)
         try:
-            with tracer.start_as_current_span("publish", kind=SpanKind.PRODUCER):
+            with child_span("publish", SpanKind.PRODUCER):
                 publish = self._parts.publisher.publish
-                await self._held(Component.SINK, lambda: finish(publish(event)))
+                await self._held(Component.SINK, lambda: publish(event))
         except Interrupted:
             raise
         except Exception as error:  # refused for itself while the sink works for others
@@ -351,9 +345,7 @@ class MessageHandler:
             return
         work.claim_owner = ""  # published: never released, whatever happens next
         try:
-            await self._held(
-                Component.IDEMPOTENCY_TABLE, lambda: finish(store.complete(event_id, owner))
-            )
+            await self._held(Component.IDEMPOTENCY_TABLE, lambda: store.complete(event_id, owner))
         except Exception as error:
             # Published all the same; a redelivery may publish again (same event_id).
             log.warning("idempotency_complete_failed", error=describe(error))
@@ -366,9 +358,9 @@ class MessageHandler:
         letter = DeadLetter(work.message, rejection.reason, rejection.detail, digest)
         self.finishing.add(work.message)
         try:
-            with tracer.start_as_current_span("dead_letter", kind=SpanKind.PRODUCER):
+            with child_span("dead_letter", SpanKind.PRODUCER):
                 send = self._parts.dead_letters.send
-                await self._held(Component.DEAD_LETTER_QUEUE, lambda: finish(send(letter)))
+                await self._held(Component.DEAD_LETTER_QUEUE, lambda: send(letter))
         except Interrupted:
             return await self._give_back(work)
         except Exception as error:
@@ -411,6 +403,7 @@ class MessageHandler:
         return int(min(delay, self._settings.requeue_max_seconds, MAX_VISIBILITY_SECONDS))
 
     async def _delete(self, message: ReceivedMessage) -> None:
+        self.finishing.add(message)
         receipt = None
         with self._parts.heartbeat.settling(message):
             # Delivered again meanwhile: SQS deletes only with the latest receipt.
@@ -431,7 +424,7 @@ class MessageHandler:
         first_failure: float | None = None
         while True:
             try:
-                await self._held(Component.SOURCE_QUEUE, lambda: finish(queue.delete(delivery)))
+                await self._held(Component.SOURCE_QUEUE, lambda: queue.delete(delivery))
                 return
             except Interrupted as stopped:
                 now = time.monotonic()
@@ -449,7 +442,7 @@ class MessageHandler:
         # next try of the message, not a copy to adopt.
         self._parts.heartbeat.release(message)
         try:
-            await finish(self._parts.queue.change_visibility(message, seconds))
+            await shielded(self._parts.queue.change_visibility(message, seconds))
         except Exception as error:
             self.tally.call_failures[Component.SOURCE_QUEUE.value] += 1
             log.warning("visibility_change_failed", error=describe(error))
@@ -476,10 +469,12 @@ def is_dependency_failure(error: BaseException) -> bool:
     return classify_aws_error(error) is not None
 
 
-async def finish(step: Awaitable[T]) -> T:
-    """Run a finishing step (publish, DLQ send, delete) shielded from cancellation, so a
-    shutdown cannot cut it in half: the step completes even if its caller is cancelled."""
-    return await asyncio.shield(asyncio.ensure_future(step))
+async def shielded(step: Awaitable[T]) -> T:
+    """Run ``step`` to its end even if its caller is cancelled: a visibility change or a
+    claim release made in a lane that the shutdown's drain may cancel. (A publish, a DLQ
+    send, a delete run while the message is in ``finishing``, whose lanes the drain
+    never cancels: they need no shield, and it cost two tasks a message.)"""
+    return await asyncio.shield(step)
 
 
 def _ms_since(started: float) -> int:

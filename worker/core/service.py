@@ -110,6 +110,61 @@ def serving(settings: Settings, health: Health, metrics: Metrics) -> Iterator[No
         server.close()
 
 
+@dataclass(frozen=True)
+class Assembled:
+    """One worker's parts, built from its clients."""
+
+    consumer: Consumer
+    handler: MessageHandler
+    parts: Collaborators
+    queue: SourceQueue
+    watched: Watched
+
+    async def close(self) -> None:
+        """Send what the batchers hold and stop the fault hold's probes."""
+        await self.parts.hold.close()
+        await self.parts.publisher.close()
+        await self.parts.dead_letters.close()
+        await self.queue.close()
+
+
+def assemble(
+    settings: Settings,
+    clients: AwsClients,
+    hold: FaultHold,
+    tally: Tally,
+    health: Health | None = None,
+) -> Assembled:
+    """The consumer and its collaborators around ``clients`` (bench/own_cost.py builds
+    the same worker around stand-in clients)."""
+    linger = settings.publish_linger_seconds
+    queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
+    pacer = Pacer(
+        FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
+    )
+    parts = Collaborators(
+        queue=queue,
+        resolver=Resolver(
+            clients.metering,
+            pacer,
+            retry_base=settings.retry_base_seconds,
+            retry_max=settings.retry_max_seconds,
+            tally=tally,
+        ),
+        pacer=pacer,
+        publisher=build_publisher(settings, clients),
+        dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
+        heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
+        hold=hold,
+        idempotency=build_idempotency(settings, clients),
+        tally=tally,
+    )
+    handler = MessageHandler(settings, parts)
+    consumer = Consumer(settings, queue, handler, parts.heartbeat, hold, pacer, health)
+    watched = Watched(tally, parts.heartbeat, hold, pacer.controller)
+    return Assembled(consumer, handler, parts, queue, watched)
+
+
 async def _run(
     settings: Settings,
     stop: asyncio.Event,
@@ -124,57 +179,31 @@ async def _run(
         if not await until_stopped(check_startup(settings, probes, endpoints(clients)), stop):
             log.info("stopped_during_start_up")
             return RunReport(Tally(), 0, time.monotonic() - started)
-        linger = settings.publish_linger_seconds
-        queue = SourceQueue(clients.sqs, settings.queue_url, linger=linger)
-        pacer = Pacer(
-            FlowController(settings.resolve_rate_limit, start_rate=settings.resolve_start_rate)
-        )
-        tally = Tally(metrics=metrics)
-        parts = Collaborators(
-            queue=queue,
-            resolver=Resolver(
-                clients.metering,
-                pacer,
-                retry_base=settings.retry_base_seconds,
-                retry_max=settings.retry_max_seconds,
-                tally=tally,
-            ),
-            pacer=pacer,
-            publisher=build_publisher(settings, clients),
-            dead_letters=DeadLetterQueue(clients.sqs, settings.dlq_url, linger=linger),
-            heartbeat=VisibilityHeartbeat(queue, settings.visibility_timeout_seconds),
-            hold=FaultHold(probes, max_wait=settings.fault_probe_max_seconds),
-            idempotency=build_idempotency(settings, clients),
-            tally=tally,
-        )
-        handler = MessageHandler(settings, parts)
-        consumer = Consumer(settings, queue, handler, parts.heartbeat, parts.hold, pacer, health)
-        watched = Watched(tally, parts.heartbeat, parts.hold, pacer.controller)
-        metrics.watch(watched)
-        health.clients_built(parts.hold)
+        hold = FaultHold(probes, max_wait=settings.fault_probe_max_seconds)
+        worker = assemble(settings, clients, hold, Tally(metrics=metrics), health)
+        metrics.watch(worker.watched)
+        health.clients_built(hold)
         if on_consumer is not None:
-            on_consumer(consumer)
+            on_consumer(worker.consumer)
         log.info("worker_started", queue=settings.queue_url, sink=settings.sink.value)
-        leases = keep_leases(settings, parts.idempotency)
-        progress = start_progress(settings, watched)
+        leases = keep_leases(settings, worker.parts.idempotency)
+        progress = start_progress(settings, worker.watched)
         try:
-            await consumer.run(stop, until_empty=until_empty)
+            await worker.consumer.run(stop, until_empty=until_empty)
         finally:
             for task in (leases, progress):
                 task.cancel()
             await asyncio.gather(leases, progress, return_exceptions=True)
-            await parts.hold.close()
-            await parts.publisher.close()
-            await parts.dead_letters.close()
-            await queue.close()
-        report = RunReport(handler.tally, parts.resolver.retries, time.monotonic() - started)
+            await worker.close()
+        tally, heartbeat = worker.handler.tally, worker.parts.heartbeat
+        report = RunReport(tally, worker.parts.resolver.retries, time.monotonic() - started)
         log.info(
             "worker_stopped",
-            outcomes=dict(report.tally.outcomes),
-            dead_letters=dict(report.tally.dead_letters),
+            outcomes=dict(tally.outcomes),
+            dead_letters=dict(tally.dead_letters),
             retries=report.retries,
-            visibility_extensions=parts.heartbeat.extensions,
-            fault_holds=parts.hold.holds,
+            visibility_extensions=heartbeat.extensions,
+            fault_holds=hold.holds,
         )
         return report
 
