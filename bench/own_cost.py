@@ -9,7 +9,8 @@ answers as AWS would), so what is left is the worker's own work per message: the
 consumer, handler, flow controller, heartbeat, fault hold, batchers, event, log line
 and spans, against what the reference (``bench/reference.py``'s lanes) does around the
 same calls. The two alternate in one process, ``--rounds`` times; the least of each is
-printed with the ratio (on a shared machine noise only ever adds CPU time).
+printed with the ratio (on a shared machine noise only ever adds CPU time). Last, what
+the event's SNS message attributes cost in botocore's query serializer alone.
 
     .venv/bin/python bench/own_cost.py                  # 20,000 messages, 5 rounds
     .venv/bin/python bench/own_cost.py --profile FILE   # the worker's run under cProfile
@@ -33,14 +34,20 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
+from urllib.parse import urlencode
 
+from botocore.serialize import create_serializer
+from botocore.session import get_session
 from reference import Clients, Progress, lane
 
 from worker.aws.clients import AwsClients
 from worker.cli.run import GC_YOUNG_THRESHOLD
+from worker.core.events import ResolvedCustomer, customer_registered
 from worker.core.fault_hold import FaultHold
 from worker.core.logs import configure_logging
 from worker.core.probes import Component, Probe
+from worker.core.publisher import Outgoing, SnsPublisher
+from worker.core.request import RegistrationRequest
 from worker.core.service import assemble
 from worker.core.settings import Settings, Sink
 from worker.core.tally import Tally
@@ -191,6 +198,30 @@ async def run_reference(count: int) -> float:
     return time.process_time() - started
 
 
+def publish_batch_serialization(batches: int = 500) -> tuple[float, float]:
+    """CPU microseconds to turn one PublishBatch of ten events into its request body, as
+    botocore does (SNS speaks the query protocol), with the worker's entries and with
+    the same entries stripped of their message attributes (the reference's)."""
+    sns = get_session().get_service_model("sns")
+    operation = sns.operation_model("PublishBatch")
+    serializer = create_serializer("query")
+    customer = ResolvedCustomer("owncost0000000000000000001", None, "123456789012", "arn:l")
+    event = customer_registered(RegistrationRequest("own-cost-token", "token"), customer)
+    publisher = SnsPublisher(cast(Any, StandInSns()), TOPIC_ARN)
+    entries = [publisher._entry(n, Outgoing.of(event)) for n in range(10)]
+    plain = [{"Id": entry["Id"], "Message": entry["Message"]} for entry in entries]
+
+    def per_batch(batch: Sequence[Mapping[str, Any]]) -> float:
+        request = {"TopicArn": TOPIC_ARN, "PublishBatchRequestEntries": batch}
+        started = time.process_time()
+        for _ in range(batches):
+            body = serializer.serialize_to_request(request, operation)["body"]
+            urlencode(body, doseq=True)  # as botocore's AWSRequest prepares a query body
+        return (time.process_time() - started) / batches * 1e6
+
+    return per_batch(entries), per_batch(plain)
+
+
 def measure(run: Callable[[int], Coroutine[Any, Any, float]], count: int) -> float:
     """Microseconds of CPU per message, after a collection so rounds start alike."""
     gc.collect()
@@ -234,12 +265,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" message, reference {reference:.0f}, worker - reference {worker - reference:.0f} us,"
         f" ratio {worker / reference:.2f}"
     )
+    attributed, plain = publish_batch_serialization()
+    print(
+        f"PublishBatch of 10 through botocore's query serializer: {attributed:.0f} us with"
+        f" the event's message attributes, {plain:.0f} us without"
+        f" ({(attributed - plain) / 10:.0f} us a message)"
+    )
     if args.json_out:
         table = {
             "messages": args.messages,
             "worker_us": worker,
             "reference_us": reference,
             "rounds": [vars(r) for r in rounds],
+            "publish_batch_serialization_us": {"attributes": attributed, "plain": plain},
         }
         args.json_out.write_text(json.dumps(table, indent=2))
     return 0

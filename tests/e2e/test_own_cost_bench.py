@@ -28,5 +28,6 @@ def test_the_own_cost_bench_runs_both_contenders_to_the_end(tmp_path: Path) -> N
     table = json.loads(out.read_text())
     assert table["worker_us"] > 0
     assert table["reference_us"] > 0
+    assert set(table["publish_batch_serialization_us"]) == {"attributes", "plain"}
     published = [line for line in logs.read_text().splitlines() if '"published"' in line]
     assert len(published) == 400
