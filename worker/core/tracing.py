@@ -7,9 +7,10 @@ event carries it on to the subscribers.
 - Out: an SNS message attribute ``traceparent``; EventBridge's ``TraceHeader`` (X-Ray
   format, the only one PutEvents takes), converted by the X-Ray propagator.
 
-Only ``opentelemetry-api`` is a dependency: without an SDK every span is a no-op and
-nothing is injected. The ``otel`` extra adds the SDK and the OTLP exporter; ``regworker
-run`` sets them up from the standard ``OTEL_*`` variables (``configure_tracing``).
+Only ``opentelemetry-api`` is a dependency: without an SDK's tracer provider no span is
+made (not even the API's no-op ones) and nothing is injected. The ``otel`` extra adds
+the SDK and the OTLP exporter; ``regworker run`` sets them up from the standard
+``OTEL_*`` variables (``configure_tracing``).
 """
 
 from __future__ import annotations
