@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_own_cost_bench_runs_both_contenders_to_the_end(tmp_path: Path) -> None:
     out = tmp_path / "own.json"
     logs = tmp_path / "worker.log"
+    command = [sys.executable, "bench/own_cost.py", "--rounds", "1", "--messages", "400"]
     finished = subprocess.run(
-        [sys.executable, "bench/own_cost.py", "--rounds", "1", "--messages", "400"]
-        + ["--json-out", str(out), "--log-file", str(logs)],
+        [*command, "--json-out", str(out), "--log-file", str(logs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
