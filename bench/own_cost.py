@@ -5,19 +5,23 @@ reference, each around the same stand-in clients that answer at once.
 botocore, aiohttp and a shared, noisy machine make up most of each process's CPU and
 the run-to-run spread (10-15%) is as large as the worker's own bookkeeping. Here the
 clients are stand-ins (each call yields to the loop once, as a real call does, and
-answers as AWS would), so what is left is the worker's own work per message: the
+answers with the fields the worker reads), so what is left is the worker's own work per message: the
 consumer, handler, flow controller, heartbeat, fault hold, batchers, event, log line
 and spans, against what the reference (``bench/reference.py``'s lanes) does around the
 same calls. The two alternate in one process, ``--rounds`` times; the least of each is
-printed with the ratio (on a shared machine noise only ever adds CPU time). Last, what
-the event's SNS message attributes cost in botocore's query serializer alone.
+printed with the ratio (on a shared machine noise only ever adds CPU time). One process,
+so the reference runs at the worker's GC threshold (compare.py's "reference, GC as
+worker"). Last, what the event's SNS message attributes cost in botocore's query
+serializer alone.
 
     .venv/bin/python bench/own_cost.py                  # 20,000 messages, 5 rounds
     .venv/bin/python bench/own_cost.py --profile FILE   # the worker's run under cProfile
 
-The worker runs as in the pipeline scenario: default settings, the ceiling lifted and
-started there, 160 messages in hand, JSON logs at INFO (to ``--log-file``, default
-/dev/null: the line is rendered and written either way).
+The worker runs as in the pipeline scenario: default settings (no ``REGWORKER_*`` or
+``AWS_*`` variable is read), the ceiling lifted and started there, 160 messages in hand,
+the metrics' histograms observed, JSON logs at INFO (to ``--log-file``, default
+/dev/null: the line is rendered and written either way). Not there: the HTTP server and
+the health ticker, which do not run per message.
 """
 
 from __future__ import annotations
@@ -45,18 +49,21 @@ from worker.cli.run import GC_YOUNG_THRESHOLD
 from worker.core.events import ResolvedCustomer, customer_registered
 from worker.core.fault_hold import FaultHold
 from worker.core.logs import configure_logging
+from worker.core.metrics import Metrics
 from worker.core.probes import Component, Probe
 from worker.core.publisher import Outgoing, SnsPublisher
 from worker.core.request import RegistrationRequest
 from worker.core.service import assemble
 from worker.core.settings import Settings, Sink
 from worker.core.tally import Tally
+from worker.local.sandbox import use_clean_environ
 
 QUEUE_URL: Final = "http://127.0.0.1:1/000000000000/own-cost"
 DLQ_URL: Final = "http://127.0.0.1:1/000000000000/own-cost-dlq"
 TOPIC_ARN: Final = "arn:aws:sns:us-east-1:000000000000:own-cost"
 IN_HAND: Final = 160  # as compare.py's pipeline: the reference's 16 lanes of 10
 LIFTED: Final = 10_000.0
+EMPTY_POLL_SECONDS: Final = 0.05
 
 
 class Meta:
@@ -64,8 +71,9 @@ class Meta:
 
 
 class StandInSqs:
-    """ReceiveMessage hands out ``count`` fresh messages, ten at most a call; the batch
-    calls succeed for every entry."""
+    """ReceiveMessage hands out ``count`` fresh messages, ten at most a call (an empty
+    receive waits ``EMPTY_POLL_SECONDS``, a long poll cut short, so that the worker's
+    receivers do not spin at the end); the batch calls succeed for every entry."""
 
     meta = Meta()
 
@@ -73,7 +81,7 @@ class StandInSqs:
         self.left = count
 
     async def receive_message(self, **request: Any) -> dict[str, Any]:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0 if self.left else EMPTY_POLL_SECONDS)
         taken = min(int(request.get("MaxNumberOfMessages", 1)), self.left)
         self.left -= taken
         return {"Messages": [self._message(n) for n in range(taken)]}
@@ -164,20 +172,22 @@ async def run_worker(count: int) -> float:
 
     probes: dict[Component, Probe] = dict.fromkeys(Component, works)
     hold = FaultHold(probes, max_wait=chosen.fault_probe_max_seconds)
-    tally = Tally()
+    tally = Tally(metrics=Metrics())
     worker = assemble(chosen, clients, hold, tally)
     stop = asyncio.Event()
     started = time.process_time()
-    watcher = asyncio.create_task(stop_when_published(tally, count, stop))
+    watcher = asyncio.create_task(stop_when_settled(tally, count, stop))
     await worker.consumer.run(stop)
     await worker.close()
     await watcher
+    if tally.outcomes != {"published": count}:
+        raise SystemExit(f"own_cost: the worker's outcomes were {dict(tally.outcomes)}")
     return time.process_time() - started
 
 
-async def stop_when_published(tally: Tally, count: int, stop: asyncio.Event) -> None:
+async def stop_when_settled(tally: Tally, count: int, stop: asyncio.Event) -> None:
     """The worker has no end of its own but an empty queue: look every 50 ms."""
-    while tally.outcomes["published"] < count:  # noqa: ASYNC110 (a count, not an event)
+    while tally.outcomes.total() < count:  # noqa: ASYNC110 (a count, not an event)
         await asyncio.sleep(0.05)
     stop.set()
 
@@ -240,6 +250,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    use_clean_environ()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     with args.log_file.open("w") as logs:
         sys.stderr.flush()

@@ -4,6 +4,8 @@ on. Spans are read back with the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -113,3 +115,35 @@ async def test_an_eventbridge_entry_carries_the_span_as_an_xray_trace_header(
         f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={context.span_id:016x};Sampled=1"
     )
     await publisher.close()
+
+
+NO_PROVIDER_RUN = """
+from opentelemetry.trace import SpanKind
+from worker.aws.sqs_wire import ReceivedMessage
+from worker.core.tracing import child_span, current_headers, message_span
+
+def message(attributes):
+    return ReceivedMessage("m", "r", "b", 1, None, attributes)
+
+traced = message({"traceparent": {"DataType": "String", "StringValue": %r}})
+with message_span(traced), child_span("publish", SpanKind.PRODUCER):
+    print(current_headers().traceparent)
+with message_span(message({})) as span, child_span("publish", SpanKind.PRODUCER):
+    print(current_headers().traceparent, span.get_span_context().is_valid)
+"""
+
+
+def test_without_a_tracer_provider_the_received_trace_still_goes_on_with_the_event() -> None:
+    """No SDK (the default install): nothing is recorded, but a web tier that traces gets
+    its trace carried on to the event, as the API's no-op tracer does. A process of its
+    own: this session's ``span_exporter`` fixture sets a provider once for all."""
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    finished = subprocess.run(
+        [sys.executable, "-c", NO_PROVIDER_RUN % traceparent],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [traceparent, "None False"]

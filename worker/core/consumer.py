@@ -416,7 +416,8 @@ class Consumer:
     async def _drain(self) -> None:
         """Shutdown: messages not yet started go back at once; started ones get the grace
         period to finish; what is still running then is cancelled (not deleted, so it
-        simply comes back later)."""
+        simply comes back later), except a message whose outcome is being made durable
+        (``MessageHandler.finishing``): that one is waited for, never cut."""
         if not self._lanes:
             return
         unstarted = {
@@ -438,8 +439,9 @@ class Consumer:
         if late - finishing:
             log.warning("drain_timeout_cancelled", lanes=len(late - finishing))
         if finishing:
-            # A publish or DLQ send under way, then its delete: cut now, the token would
-            # come back and be published twice. Each call is bounded by its timeouts.
+            # A publish or DLQ send under way, then its delete (or a duplicate's delete,
+            # or the claim's completion): cut now, the token would come back and be
+            # published twice. Each call is bounded by its timeouts.
             log.info("drain_finishing", lanes=len(finishing))
         if late:
             await asyncio.wait(late)

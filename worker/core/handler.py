@@ -123,9 +123,10 @@ class MessageHandler:
         # Messages past the pacer: those are "started" and get the grace period on
         # shutdown; the others are handed straight back.
         self.started: set[ReceivedMessage] = set()
-        # Messages whose outcome is being made durable (publish or DLQ send, then the
-        # delete; a duplicate's delete): shutdown never cuts those, or a published token
-        # would come back. So these steps run unshielded (see ``shielded``).
+        # Messages whose outcome is being made durable (publish or DLQ send, the claim's
+        # completion, then the delete; a duplicate's delete): shutdown never cuts those,
+        # or a published token would come back. So these steps run unshielded (see
+        # ``shielded``).
         self.finishing: set[ReceivedMessage] = set()
 
     async def handle(self, message: ReceivedMessage) -> Outcome:
@@ -472,8 +473,9 @@ def is_dependency_failure(error: BaseException) -> bool:
 async def shielded(step: Awaitable[T]) -> T:
     """Run ``step`` to its end even if its caller is cancelled: a visibility change or a
     claim release made in a lane that the shutdown's drain may cancel. (A publish, a DLQ
-    send, a delete run while the message is in ``finishing``, whose lanes the drain
-    never cancels: they need no shield, and it cost two tasks a message.)"""
+    send, the claim's completion, a delete run while the message is in ``finishing``,
+    whose lanes the drain never cancels: they need no shield, and it cost two tasks a
+    message.)"""
     return await asyncio.shield(step)
 
 

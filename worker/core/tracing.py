@@ -7,10 +7,11 @@ event carries it on to the subscribers.
 - Out: an SNS message attribute ``traceparent``; EventBridge's ``TraceHeader`` (X-Ray
   format, the only one PutEvents takes), converted by the X-Ray propagator.
 
-Only ``opentelemetry-api`` is a dependency: without an SDK's tracer provider no span is
-made (not even the API's no-op ones) and nothing is injected. The ``otel`` extra adds
-the SDK and the OTLP exporter; ``regworker run`` sets them up from the standard
-``OTEL_*`` variables (``configure_tracing``).
+Only ``opentelemetry-api`` is a dependency: without an SDK's tracer provider nothing is
+recorded, and a received trace context is carried on to the event (the API's no-op
+tracer hands back the parent's context); a message without one gets no span at all.
+The ``otel`` extra adds the SDK and the OTLP exporter; ``regworker run`` sets them up
+from the standard ``OTEL_*`` variables (``configure_tracing``).
 """
 
 from __future__ import annotations
@@ -60,15 +61,18 @@ def tracing_on() -> bool:
 
 
 def message_span(message: ReceivedMessage) -> AbstractContextManager[Span]:
-    """The span of one message's handling, continuing the trace it carries; none without
-    a tracer provider. The API's no-op span still switches the context in and out, about
-    13 us a span, three a message: a tenth of the worker's own work on it
+    """The span of one message's handling, continuing the trace it carries. Without a
+    tracer provider the API's no-op tracer still carries that trace on (its span is the
+    parent's context: the event goes out with the message's ``traceparent``); a message
+    that carries none gets no span at all. The no-op span still switches the context in
+    and out, about 13 us a span, three a message: a tenth of the worker's own work on it
     (bench/own_cost.py)."""
-    if not tracing_on():
+    parent = parent_context(message)
+    if not tracing_on() and trace.get_current_span(parent) is INVALID_SPAN:
         return nullcontext(INVALID_SPAN)
     return tracer.start_as_current_span(
         "regworker.message",
-        context=parent_context(message),
+        context=parent,
         kind=SpanKind.CONSUMER,
         attributes={"messaging.system": "aws_sqs", "messaging.message.id": message.message_id},
     )
