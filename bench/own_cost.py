@@ -199,7 +199,7 @@ async def run_reference(count: int) -> float:
         metering=cast(Any, StandInMetering()),
         sns=cast(Any, StandInSns()),
     )
-    args = argparse.Namespace(queue_url=QUEUE_URL, topic_arn=TOPIC_ARN)
+    args = argparse.Namespace(queue_url=QUEUE_URL, topic_arn=TOPIC_ARN, worker_wire=False)
     progress = Progress(count, idle_limit=0)
     started = time.process_time()
     async with asyncio.TaskGroup() as group:

@@ -4,7 +4,10 @@
 connections). Each lane loops: receive up to 10 messages (1 s long poll), resolve them
 all at once with ResolveCustomer, publish the events with one SNS PublishBatch, delete
 the messages with one DeleteMessageBatch. No parsing, no rate limit, no retries, no
-DLQ: an error ends the run with a traceback.
+DLQ: an error ends the run with a traceback. With ``--worker-wire`` it makes the worker's
+requests (receives ask for the message attributes the worker reads, each event carries
+the worker's SNS message attributes), so that what separates the two is the worker's own
+work.
 
 It stops once it has processed ``--count`` messages, or when receives come back empty
 ``--idle-receives`` times in a row (across lanes) after at least one message. Endpoints
@@ -28,21 +31,30 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from worker.aws.sqs_wire import MAX_BATCH
+from worker.aws.sqs_wire import MAX_BATCH, RECEIVE_MESSAGE_ATTRIBUTES, RECEIVE_SYSTEM_ATTRIBUTES
 from worker.core.events import ResolvedCustomer, customer_registered, encode
+from worker.core.publisher import Event, sns_message_attributes
 from worker.core.request import RegistrationRequest
+from worker.core.tracing import TraceHeaders
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
     from types_aiobotocore_sns.client import SNSClient
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.literals import MessageSystemAttributeNameType
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+
+class ReceiveAttributes(TypedDict, total=False):
+    MessageSystemAttributeNames: list[MessageSystemAttributeNameType]
+    MessageAttributeNames: list[str]
+
 
 LANES: Final = 16
 POOL: Final = 64
@@ -82,6 +94,10 @@ class Progress:
 def event_body(token: str, answer: Mapping[str, object]) -> str:
     """The same CustomerRegistered payload the worker publishes, from the
     ResolveCustomer answer (aiobotocore's or boto3's)."""
+    return encode(event_of(token, answer))
+
+
+def event_of(token: str, answer: Mapping[str, object]) -> Event:
 
     def field(name: str) -> str | None:
         value = answer.get(name)
@@ -93,7 +109,7 @@ def event_body(token: str, answer: Mapping[str, object]) -> str:
         customer_aws_account_id=field("CustomerAWSAccountId"),
         license_arn=field("LicenseArn"),
     )
-    return encode(customer_registered(RegistrationRequest(token, "token"), customer))
+    return customer_registered(RegistrationRequest(token, "token"), customer)
 
 
 async def handle_batch(
@@ -103,10 +119,12 @@ async def handle_batch(
     answers = await asyncio.gather(
         *(clients.metering.resolve_customer(RegistrationToken=m.get("Body", "")) for m in messages)
     )
-    entries: list[PublishBatchRequestEntryTypeDef] = [
-        {"Id": str(n), "Message": event_body(m.get("Body", ""), answer)}
-        for n, (m, answer) in enumerate(zip(messages, answers, strict=True))
-    ]
+    entries: list[PublishBatchRequestEntryTypeDef] = []
+    for n, (message, answer) in enumerate(zip(messages, answers, strict=True)):
+        event = event_of(message.get("Body", ""), answer)
+        entries.append({"Id": str(n), "Message": encode(event)})
+        if args.worker_wire:
+            entries[-1]["MessageAttributes"] = sns_message_attributes(event, TraceHeaders())
     await clients.sns.publish_batch(TopicArn=args.topic_arn, PublishBatchRequestEntries=entries)
     published = time.monotonic()
     await clients.sqs.delete_message_batch(
@@ -121,7 +139,10 @@ async def handle_batch(
 async def lane(clients: Clients, args: argparse.Namespace, progress: Progress) -> None:
     while not progress.finished:
         answer = await clients.sqs.receive_message(
-            QueueUrl=args.queue_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=WAIT_SECONDS
+            QueueUrl=args.queue_url,
+            MaxNumberOfMessages=MAX_BATCH,
+            WaitTimeSeconds=WAIT_SECONDS,
+            **worker_receive(args),
         )
         received = time.monotonic()
         messages = answer.get("Messages", [])
@@ -134,6 +155,16 @@ async def lane(clients: Clients, args: argparse.Namespace, progress: Progress) -
         progress.latencies_ms.extend([int((published - received) * 1000)] * len(messages))
         progress.flow[1:] = [time.time() - (time.monotonic() - published)]
         progress.processed += len(messages)
+
+
+def worker_receive(args: argparse.Namespace) -> ReceiveAttributes:
+    """With ``--worker-wire``, the attributes the worker asks of each message."""
+    if not args.worker_wire:
+        return {}
+    return {
+        "MessageSystemAttributeNames": RECEIVE_SYSTEM_ATTRIBUTES,
+        "MessageAttributeNames": RECEIVE_MESSAGE_ATTRIBUTES,
+    }
 
 
 async def run(args: argparse.Namespace) -> Progress:
@@ -202,6 +233,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help="the garbage collector's first threshold (default CPython's); the worker"
         " runs at GC_YOUNG_THRESHOLD (worker/cli/run.py)",
+    )
+    parser.add_argument(
+        "--worker-wire",
+        action="store_true",
+        help="make the worker's requests: receives ask for its message attributes,"
+        " each event carries its SNS message attributes (still no parsing, retries, DLQ"
+        " or logs)",
     )
     return parser.parse_args(argv)
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from worker.aws.sqs_wire import (
     DEPTH_ATTRIBUTES,
     MAX_BATCH,
+    RECEIVE_MESSAGE_ATTRIBUTES,
+    RECEIVE_SYSTEM_ATTRIBUTES,
     QueueDepth,
     ReceivedMessage,
     entry_outcomes,
@@ -44,12 +46,8 @@ class SourceQueue:
             MaxNumberOfMessages=max(1, min(MAX_BATCH, max_messages)),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_timeout,
-            MessageSystemAttributeNames=[
-                "ApproximateReceiveCount",
-                "MessageGroupId",
-                "AWSTraceHeader",
-            ],
-            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=RECEIVE_SYSTEM_ATTRIBUTES,
+            MessageAttributeNames=RECEIVE_MESSAGE_ATTRIBUTES,
         )
         return [ReceivedMessage.from_sqs(message) for message in answer.get("Messages", [])]
 

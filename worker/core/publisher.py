@@ -122,20 +122,10 @@ class SnsPublisher:
 
     def _entry(self, index: int, outgoing: Outgoing) -> PublishBatchRequestEntryTypeDef:
         event = outgoing.event
-        attributes: dict[str, MessageAttributeValueTypeDef] = {
-            "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
-            "product_code": {"DataType": "String", "StringValue": event["product_code"]},
-            "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
-        }
-        if outgoing.trace.traceparent:
-            attributes[TRACEPARENT] = {
-                "DataType": "String",
-                "StringValue": outgoing.trace.traceparent,
-            }
         entry: PublishBatchRequestEntryTypeDef = {
             "Id": str(index),
             "Message": outgoing.body,
-            "MessageAttributes": attributes,
+            "MessageAttributes": sns_message_attributes(event, outgoing.trace),
         }
         if self._fifo:
             # One group per customer keeps each customer's events in order; SNS drops a
@@ -160,6 +150,20 @@ class SnsPublisher:
                 sender_fault=bool(failed.get("SenderFault")),
             )
         return outcomes
+
+
+def sns_message_attributes(
+    event: Event, trace: TraceHeaders
+) -> dict[str, MessageAttributeValueTypeDef]:
+    """What subscription filters and tracing read from an SNS message's attributes."""
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
+        "product_code": {"DataType": "String", "StringValue": event["product_code"]},
+        "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
+    }
+    if trace.traceparent:
+        attributes[TRACEPARENT] = {"DataType": "String", "StringValue": trace.traceparent}
+    return attributes
 
 
 def customer_key(event: Event) -> str:
