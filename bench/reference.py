@@ -31,16 +31,19 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from worker.aws.sqs_wire import MAX_BATCH, RECEIVE_MESSAGE_ATTRIBUTES, RECEIVE_SYSTEM_ATTRIBUTES
-from worker.core.events import ResolvedCustomer, customer_registered, encode
-from worker.core.publisher import Event, sns_message_attributes
+from worker.core.events import (
+    ResolvedCustomer,
+    customer_registered,
+    encode,
+    sns_message_attributes,
+)
 from worker.core.request import RegistrationRequest
-from worker.core.tracing import TraceHeaders
 
 if TYPE_CHECKING:
     from types_aiobotocore_meteringmarketplace.client import MarketplaceMeteringClient
@@ -52,8 +55,8 @@ if TYPE_CHECKING:
 
 
 class ReceiveAttributes(TypedDict, total=False):
-    MessageSystemAttributeNames: list[MessageSystemAttributeNameType]
-    MessageAttributeNames: list[str]
+    MessageSystemAttributeNames: Sequence[MessageSystemAttributeNameType]
+    MessageAttributeNames: Sequence[str]
 
 
 LANES: Final = 16
@@ -97,7 +100,7 @@ def event_body(token: str, answer: Mapping[str, object]) -> str:
     return encode(event_of(token, answer))
 
 
-def event_of(token: str, answer: Mapping[str, object]) -> Event:
+def event_of(token: str, answer: Mapping[str, object]) -> dict[str, Any]:
 
     def field(name: str) -> str | None:
         value = answer.get(name)
@@ -124,7 +127,7 @@ async def handle_batch(
         event = event_of(message.get("Body", ""), answer)
         entries.append({"Id": str(n), "Message": encode(event)})
         if args.worker_wire:
-            entries[-1]["MessageAttributes"] = sns_message_attributes(event, TraceHeaders())
+            entries[-1]["MessageAttributes"] = sns_message_attributes(event)
     await clients.sns.publish_batch(TopicArn=args.topic_arn, PublishBatchRequestEntries=entries)
     published = time.monotonic()
     await clients.sqs.delete_message_batch(

@@ -24,12 +24,12 @@ T = TypeVar("T")
 MAX_BATCH: Final = 10  # entries per batch call, messages per receive
 # What the worker asks of each received message: its receive count (the redrive
 # decisions), its FIFO group, the X-Ray header and the trace's message attributes.
-RECEIVE_SYSTEM_ATTRIBUTES: Final[list[MessageSystemAttributeNameType]] = [
+RECEIVE_SYSTEM_ATTRIBUTES: Final[tuple[MessageSystemAttributeNameType, ...]] = (
     "ApproximateReceiveCount",
     "MessageGroupId",
     "AWSTraceHeader",
-]
-RECEIVE_MESSAGE_ATTRIBUTES: Final = ["All"]
+)
+RECEIVE_MESSAGE_ATTRIBUTES: Final = ("All",)
 MISSING_ENTRY: Final = "NoAnswerForEntry"
 MAX_EPOCH_MILLIS_DIGITS: Final = 15
 

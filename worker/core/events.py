@@ -13,9 +13,12 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from worker.core.request import RegistrationRequest
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns.type_defs import MessageAttributeValueTypeDef
 
 EVENT_TYPE: Final = "CustomerRegistered"
 SCHEMA_VERSION: Final = "1.0"
@@ -74,3 +77,17 @@ def _iso(moment: datetime | None) -> str | None:
 
 def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), sort_keys=True)
+
+
+def sns_message_attributes(
+    event: dict[str, Any], traceparent: str | None = None
+) -> dict[str, MessageAttributeValueTypeDef]:
+    """What subscription filters (and a trace) read from an SNS message's attributes."""
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
+        "product_code": {"DataType": "String", "StringValue": event["product_code"]},
+        "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
+    }
+    if traceparent:
+        attributes["traceparent"] = {"DataType": "String", "StringValue": traceparent}  # W3C
+    return attributes

@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.core.batcher import Batcher
 from worker.core.errors import PublishError
-from worker.core.events import EVENT_TYPE, SCHEMA_VERSION, encode
-from worker.core.tracing import TRACEPARENT, TraceHeaders, current_headers
+from worker.core.events import EVENT_TYPE, encode, sns_message_attributes
+from worker.core.tracing import TraceHeaders, current_headers
 
 if TYPE_CHECKING:
     from types_aiobotocore_events.client import EventBridgeClient
     from types_aiobotocore_events.type_defs import PutEventsRequestEntryTypeDef
     from types_aiobotocore_sns.client import SNSClient
     from types_aiobotocore_sns.type_defs import (
-        MessageAttributeValueTypeDef,
         PublishBatchRequestEntryTypeDef,
     )
 
@@ -125,7 +124,7 @@ class SnsPublisher:
         entry: PublishBatchRequestEntryTypeDef = {
             "Id": str(index),
             "Message": outgoing.body,
-            "MessageAttributes": sns_message_attributes(event, outgoing.trace),
+            "MessageAttributes": sns_message_attributes(event, outgoing.trace.traceparent),
         }
         if self._fifo:
             # One group per customer keeps each customer's events in order; SNS drops a
@@ -150,20 +149,6 @@ class SnsPublisher:
                 sender_fault=bool(failed.get("SenderFault")),
             )
         return outcomes
-
-
-def sns_message_attributes(
-    event: Event, trace: TraceHeaders
-) -> dict[str, MessageAttributeValueTypeDef]:
-    """What subscription filters and tracing read from an SNS message's attributes."""
-    attributes: dict[str, MessageAttributeValueTypeDef] = {
-        "event_type": {"DataType": "String", "StringValue": EVENT_TYPE},
-        "product_code": {"DataType": "String", "StringValue": event["product_code"]},
-        "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
-    }
-    if trace.traceparent:
-        attributes[TRACEPARENT] = {"DataType": "String", "StringValue": trace.traceparent}
-    return attributes
 
 
 def customer_key(event: Event) -> str:
