@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sns.type_defs import MessageAttributeValueTypeDef
 
 EVENT_TYPE: Final = "CustomerRegistered"
+TRACEPARENT: Final = "traceparent"  # W3C Trace Context, as a message attribute's name
 SCHEMA_VERSION: Final = "1.0"
 # Fixed namespace so event ids are stable across deployments and versions.
 EVENT_ID_NAMESPACE: Final = uuid.UUID("4f6d2f0e-8a8e-5b7c-9d51-3a1c0d6f2b10")
@@ -89,5 +90,5 @@ def sns_message_attributes(
         "schema_version": {"DataType": "String", "StringValue": SCHEMA_VERSION},
     }
     if traceparent:
-        attributes["traceparent"] = {"DataType": "String", "StringValue": traceparent}  # W3C
+        attributes[TRACEPARENT] = {"DataType": "String", "StringValue": traceparent}
     return attributes

@@ -26,8 +26,8 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from worker.aws.sqs_wire import ReceivedMessage
+from worker.core.events import TRACEPARENT
 
-TRACEPARENT: Final = "traceparent"
 XRAY_HEADER: Final = "X-Amzn-Trace-Id"  # the X-Ray propagator's carrier key
 AWS_TRACE_HEADER: Final = "AWSTraceHeader"  # SQS's system attribute
 

@@ -25,10 +25,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from worker.aws.sqs_wire import MAX_BATCH, batch_results
 from worker.core.dead_letter import REPLAY_COUNT
 from worker.core.errors import MalformedMessage, RegworkerError
-from worker.core.events import token_ref, token_sha256
+from worker.core.events import TRACEPARENT, token_ref, token_sha256
 from worker.core.faults import describe_with_code
 from worker.core.request import OFFER_TYPE_FIELD, TOKEN_FIELD, parse_body
-from worker.core.tracing import TRACEPARENT, current_headers
+from worker.core.tracing import current_headers
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import (
